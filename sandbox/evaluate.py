@@ -1,0 +1,231 @@
+"""Evaluate one candidate: job directory → sandbox → classified result → score on the host.
+
+The sandbox only ever sees the runner, the candidate, its hyperparameters and the dataset's public
+part (training images + labels, validation images). It hands back predictions; accuracy is
+computed here against validation labels that never left the host.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sandbox.backends.base import Backend, Job, Limits, RunOutcome
+from sandbox.cache import ResultCache
+from sandbox.code import code_hash, static_problem
+from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
+from sandbox.result import FAILURE_KINDS, EvalResult, new_result
+from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
+
+RUNNER = Path(__file__).with_name("runner.py")
+MAX_REPORT_BYTES = 1 * 2**20
+
+
+class Evaluator:
+    def __init__(
+        self,
+        dataset: PreparedDataset,
+        backend: Backend,
+        train_config: dict[str, Any],
+        limits: Limits,
+        cache: ResultCache | None = None,
+        precheck: bool = True,
+    ) -> None:
+        self.dataset = dataset
+        self.backend = backend
+        self.train_config = train_config
+        self.limits = limits
+        self.cache = cache
+        self.precheck = precheck  # reject unparsable / Net-less code without starting a sandbox
+
+    def runner_config(self) -> dict[str, Any]:
+        meta = self.dataset.meta
+        dataset_props = {k: meta[k] for k in ("num_classes", "input_shape", "mean", "std")}
+        augment = {"flip": meta["flip"], "crop_pad": meta["crop_pad"]}
+        return {**dataset_props, **augment, **self.train_config}
+
+    def fingerprint(self) -> str:
+        """Everything besides the code that decides a result: the cache key's other half."""
+        return json.dumps(
+            {
+                "dataset": self.dataset.root.name,
+                "config": self.runner_config(),
+                "timeout_s": self.limits.timeout_s,
+                "memory_mb": self.limits.memory_mb,
+                "gpus": bool(self.limits.gpus),
+            },
+            sort_keys=True,
+        )
+
+    def evaluate(self, code: str) -> EvalResult:
+        digest = code_hash(code)
+        fingerprint = self.fingerprint()
+        if self.cache is not None:
+            hit = self.cache.get(digest, fingerprint)
+            if hit is not None:
+                hit["cached"] = True
+                return hit
+        result = self._evaluate_uncached(code, digest)
+        if self.cache is not None:
+            self.cache.put(digest, fingerprint, result)
+        return result
+
+    def _evaluate_uncached(self, code: str, digest: str) -> EvalResult:
+        labels = {"backend": self.backend.name, "dataset": self.dataset.name}
+        if self.precheck and (problem := static_problem(code)):
+            return new_result(problem[0], problem[1], digest, **labels)
+        started = time.monotonic()
+        work = Path(tempfile.mkdtemp(prefix="nasloop-job-"))
+        try:
+            job = self._write_job(work, code)
+            outcome = self.backend.run(job)
+            result = self._interpret(outcome, job.out_dir, digest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        result.update(labels)  # type: ignore[typeddict-item]
+        result["wall_seconds"] = time.monotonic() - started
+        return result
+
+    def _write_job(self, work: Path, code: str) -> Job:
+        job_dir, out_dir = work / "job", work / "out"
+        job_dir.mkdir()
+        out_dir.mkdir()
+        work.chmod(0o755)
+        shutil.copyfile(RUNNER, job_dir / "runner.py")
+        (job_dir / "candidate.py").write_text(code, encoding="utf-8")
+        (job_dir / "config.json").write_text(json.dumps(self.runner_config()), encoding="utf-8")
+        for path in job_dir.iterdir():
+            path.chmod(0o644)
+        job_dir.chmod(0o755)
+        return Job(job_dir, self.dataset.public_dir, out_dir, self.limits)
+
+    def _interpret(self, outcome: RunOutcome, out_dir: Path, digest: str) -> EvalResult:
+        report = read_report(out_dir / "report.json")
+        phase = f" during {report['phase']}" if report and report.get("phase") else ""
+        tail = "\n".join(outcome.log_tail.strip().splitlines()[-12:])
+        if outcome.timed_out:
+            limit = self.limits.timeout_s
+            return new_result(
+                "timeout", f"stopped at the wall-time limit of {limit:g} s", digest, traceback=tail
+            )
+        if outcome.oom_killed:
+            mb = self.limits.memory_mb
+            return new_result(
+                "oom", f"killed at the memory limit of {mb} MiB{phase}", digest, traceback=tail
+            )
+        if report is not None and report.get("status") == "ok":
+            return self._score(report, out_dir, digest)
+        if report is not None and report.get("kind") in FAILURE_KINDS:
+            message = str(report.get("message", ""))[:500]
+            return new_result(
+                str(report["kind"]),
+                message,
+                digest,
+                traceback=str(report.get("traceback", ""))[-4000:],
+                params=_int_or_none(report.get("params")),
+                flops=_int_or_none(report.get("flops")),
+            )
+        sig = _signal_of(outcome.exit_code)
+        if sig is not None:
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else sig
+            return new_result(
+                "killed", f"the process was killed by signal {name}", digest, traceback=tail
+            )
+        return new_result(
+            "runtime",
+            f"the process exited with code {outcome.exit_code} before reporting a result"
+            " (did the candidate exit the interpreter?)",
+            digest,
+            traceback=tail,
+        )
+
+    def _score(self, report: dict[str, Any], out_dir: Path, digest: str) -> EvalResult:
+        try:
+            predictions = read_predictions(
+                out_dir / "predictions.json", self.dataset.n_val, self.dataset.num_classes
+            )
+            acc = accuracy(predictions, self.dataset.val_labels())
+        except InvalidPredictions as exc:
+            return new_result("runtime", f"the run reported success but {exc}", digest)
+        timings = report.get("timings") if isinstance(report.get("timings"), dict) else {}
+        train_s = timings.get("train_s") if isinstance(timings, dict) else None
+        return new_result(
+            "ok",
+            f"trained; validation accuracy {acc:.4f}",
+            digest,
+            val_accuracy=acc,
+            params=_int_or_none(report.get("params")),
+            flops=_int_or_none(report.get("flops")),
+            train_seconds=float(train_s) if isinstance(train_s, int | float) else None,
+        )
+
+
+def read_report(path: Path) -> dict[str, Any] | None:
+    """The runner's report, if one was written and is sane; the sandbox's word is only a hint."""
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _signal_of(exit_code: int | None) -> int | None:
+    """The signal that ended the process: Popen says -N; shells, bwrap and Docker say 128+N."""
+    if exit_code is None:
+        return None
+    if exit_code < 0:
+        return -exit_code
+    if 128 < exit_code < 160:
+        return exit_code - 128
+    return None
+
+
+def evaluator_from_settings(settings: Any, announce: bool = True) -> Evaluator:
+    """The evaluator that `NASLOOP_*` settings describe: dataset prepared, backend chosen."""
+    from sandbox.backends.select import make_backend
+
+    dataset = prepare_with_fallback(settings, announce)
+    limits = Limits(
+        timeout_s=settings.timeout_s,
+        memory_mb=settings.memory_mb,
+        pids=settings.pids_limit,
+        scratch_mb=settings.scratch_mb,
+        gpus=settings.gpu_ids(),
+    )
+    backend = make_backend(settings.sandbox, settings.image, announce=announce)
+    cache = ResultCache(settings.runs_dir / "eval_cache.sqlite")
+    return Evaluator(dataset, backend, settings.train_config(), limits, cache)
+
+
+def prepare_with_fallback(settings: Any, announce: bool = True) -> PreparedDataset:
+    """The configured dataset; the offline one only when the *default* cannot be had here.
+
+    A fresh machine without internet can still run the embedded defaults end to end, and says so;
+    a dataset the user named explicitly is never swapped for another.
+    """
+    kw = {"val_size": settings.val_size, "seed": settings.split_seed}
+    try:
+        return prepare(settings.dataset, settings.data_dir, **kw)
+    except DatasetUnavailable as exc:
+        if "dataset" in settings.model_fields_set:
+            raise
+        if announce:
+            print(
+                f"nasloop: WARNING: the default dataset is unavailable ({exc}); using the offline "
+                f"dataset {OFFLINE_DATASET} instead (set NASLOOP_DATASET to choose)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return prepare(OFFLINE_DATASET, settings.data_dir, **kw)

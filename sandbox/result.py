@@ -1,0 +1,55 @@
+"""The small, typed result of evaluating one candidate: what the search and the LLMs see."""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+FailureKind = Literal[
+    "syntax",  # the module does not parse
+    "no_net",  # no `Net(nn.Module)` class
+    "import",  # an import failed (missing package, bad name)
+    "shape",  # tensor shapes do not fit, or the output is not (B, num_classes)
+    "oom",  # out of memory (the job's limit, or the GPU)
+    "timeout",  # wall-time limit reached
+    "nan",  # the training loss became NaN/inf
+    "runtime",  # any other exception, or the process exited without a report
+    "killed",  # terminated by a signal (segfault, process limit, ...)
+]
+FAILURE_KINDS: tuple[str, ...] = FailureKind.__args__  # type: ignore[attr-defined]
+
+
+class EvalResult(TypedDict):
+    status: Literal["ok", "error"]
+    kind: str  # "ok" or a FailureKind
+    message: str  # one line an LLM can act on
+    traceback: str  # a short tail, empty when there is none
+    val_accuracy: float | None  # computed on the host from predictions; None on failure
+    params: int | None
+    flops: int | None  # forward FLOPs for one image
+    train_seconds: float | None
+    wall_seconds: float  # the whole evaluation, sandbox start to score
+    code_hash: str
+    backend: str
+    dataset: str
+    cached: bool
+
+
+def new_result(kind: str, message: str, code_hash: str, **extra: object) -> EvalResult:
+    """A result with the given kind ("ok" or a failure) and no metrics unless `extra` sets them."""
+    result = EvalResult(
+        status="ok" if kind == "ok" else "error",
+        kind=kind,
+        message=message,
+        traceback="",
+        val_accuracy=None,
+        params=None,
+        flops=None,
+        train_seconds=None,
+        wall_seconds=0.0,
+        code_hash=code_hash,
+        backend="",
+        dataset="",
+        cached=False,
+    )
+    result.update(extra)  # type: ignore[typeddict-item]
+    return result

@@ -1,0 +1,120 @@
+"""Evaluation settings, read from `NASLOOP_*` environment variables and `.env`.
+
+Everything that decides how one candidate is trained and contained lives here, so the
+`train_candidate` tool, the search and the benchmarks agree. `.env.example` documents each one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "NASLOOP_"
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message is one line that names it and the fix."""
+
+
+class SandboxSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    dataset: str = Field("cifar10", description="cifar10, cifar100, imagenette, mnist5k, or a path")
+    data_dir: Path = Field(
+        Path("~/.cache/nasloop/data"), description="where datasets are downloaded and prepared"
+    )
+    runs_dir: Path = Field(Path("runs"), description="run archives and the evaluation cache")
+    val_size: int | None = Field(
+        None, gt=0, description="validation images carved from train (default 5000 CIFAR, 10% else)"
+    )
+    split_seed: int = Field(0, ge=0, description="seed of the fixed validation split")
+
+    sandbox: Literal["auto", "docker", "process"] = Field(
+        "auto", description="docker when an engine answers (auto), or the process backend"
+    )
+    image: str = Field("nasloop-sandbox:latest", description="Docker image for the docker backend")
+    timeout_s: float = Field(1800.0, gt=0, description="wall-time limit per candidate, seconds")
+    memory_mb: int = Field(8192, ge=256, description="memory limit per candidate, MiB")
+    pids_limit: int = Field(256, ge=16, description="process/thread limit per candidate")
+    scratch_mb: int = Field(512, ge=16, description="private writable scratch per candidate, MiB")
+    gpus: str = Field("auto", description="GPU ids for candidates: auto (first GPU), none, or 0,1")
+    gpu_memory_fraction: float | None = Field(
+        None, gt=0, le=1, description="cap a candidate's share of GPU memory (LLM on the same card)"
+    )
+
+    train_limit: int | None = Field(None, gt=0, description="use only the first N training images")
+    epochs: int = Field(1, ge=1, description="training epochs per candidate (the proxy uses 1)")
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    lr_schedule: Literal["epoch_cosine", "step_cosine"] = "epoch_cosine"
+    seed: int = Field(0, ge=0, description="training seed")
+    autocast: Literal["off", "bf16", "fp16"] = "off"
+    channels_last: bool = True
+    threads: int = Field(0, ge=0, description="torch threads inside the sandbox; 0 = torch default")
+
+    @field_validator("data_dir", "runs_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("gpus")
+    @classmethod
+    def _check_gpus(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "none", ""):
+            return value or "none"
+        if all(part.strip().isdigit() for part in value.split(",")):
+            return ",".join(part.strip() for part in value.split(","))
+        raise ValueError("use auto, none, or comma-separated GPU ids such as 0,1")
+
+    def gpu_ids(self) -> tuple[str, ...]:
+        if self.gpus == "none":
+            return ()
+        if self.gpus == "auto":
+            import torch
+
+            return ("0",) if torch.cuda.is_available() else ()
+        return tuple(self.gpus.split(","))
+
+    def train_config(self) -> dict[str, Any]:
+        """The runner's hyperparameters (everything but the dataset's own properties)."""
+        return {
+            "train_limit": self.train_limit,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "lr_schedule": self.lr_schedule,
+            "seed": self.seed,
+            "autocast": self.autocast,
+            "channels_last": self.channels_last,
+            "threads": self.threads,
+            "gpu_memory_fraction": self.gpu_memory_fraction,
+        }
+
+
+def explain(error: ValidationError, prefix: str = ENV_PREFIX) -> str:
+    """One line per bad field: the variable's name, what was given, and what is accepted."""
+    parts = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        given = item.get("input")
+        shown = "" if isinstance(given, dict) else f"={given!r}"
+        parts.append(f"{prefix}{field.upper()}{shown} is invalid: {item['msg']}")
+    return "; ".join(parts) + " (see .env.example)"
+
+
+def load_settings(**overrides: Any) -> SandboxSettings:
+    """Settings from the environment, with explicit overrides winning; SettingsError when bad."""
+    try:
+        return SandboxSettings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(explain(exc)) from None

@@ -1,0 +1,1 @@
+"""LangChain tools: the doors other code (the search graph, other agents) uses into nasloop."""

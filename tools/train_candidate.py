@@ -1,0 +1,75 @@
+"""`train_candidate`: one candidate network in, one small typed result out.
+
+The only door to the sandbox. Dataset, budget and backend come from the `NASLOOP_*` settings (or
+an `Evaluator` handed to `make_train_candidate`), never from the caller's arguments, so an LLM that
+calls the tool can only choose the code.
+
+    python -m tools.train_candidate [FILE]   # evaluate FILE (default: the bundled reference net)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool, tool
+
+from sandbox.backends.base import BackendUnavailable
+from sandbox.data import DatasetUnavailable, UnknownDataset
+from sandbox.evaluate import Evaluator, evaluator_from_settings
+from sandbox.settings import SettingsError, load_settings
+
+REFERENCE_NET = Path(__file__).with_name("reference_net.py")
+DESCRIPTION = (
+    "Train one candidate network for one epoch in the sandbox and report the outcome. `code` is a "
+    "complete Python module defining `class Net(nn.Module)` (its constructor may take "
+    "`num_classes`). Returns status ('ok' or 'error'), kind (the failure class: syntax, no_net, "
+    "import, shape, oom, timeout, nan, runtime, killed), message, val_accuracy, params, flops, "
+    "train_seconds and code_hash."
+)
+
+_evaluators: dict[str, Evaluator] = {}
+
+
+def default_evaluator() -> Evaluator:
+    """One evaluator per distinct settings, built on first use (dataset prepared once)."""
+    settings = load_settings()
+    key = settings.model_dump_json()
+    if key not in _evaluators:
+        _evaluators[key] = evaluator_from_settings(settings)
+    return _evaluators[key]
+
+
+def make_train_candidate(evaluator: Evaluator | None = None) -> BaseTool:
+    """The tool bound to one evaluator (or, by default, to the current `NASLOOP_*` settings)."""
+
+    @tool("train_candidate", description=DESCRIPTION)
+    def train_candidate(code: str) -> dict[str, Any]:
+        result = (evaluator or default_evaluator()).evaluate(code)
+        return dict(result)
+
+    return train_candidate
+
+
+train_candidate = make_train_candidate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Evaluate one candidate file in the sandbox.")
+    parser.add_argument("file", nargs="?", type=Path, default=REFERENCE_NET)
+    args = parser.parse_args(argv)
+    try:
+        code = args.file.read_text(encoding="utf-8")
+        result = train_candidate.invoke({"code": code})
+    except (OSError, SettingsError, UnknownDataset, DatasetUnavailable, BackendUnavailable) as exc:
+        print(f"nasloop: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
