@@ -1,0 +1,30 @@
+from sandbox.code import code_hash, normalise, static_problem
+
+NET = (
+    "import torch.nn as nn\n\nclass Net(nn.Module):\n    def forward(self, x):\n        return x\n"
+)
+
+
+def test_comments_and_layout_do_not_change_the_hash() -> None:
+    noisy = (
+        "# a comment\nimport torch.nn as nn\n\n\nclass Net( nn.Module ):\n"
+        "    def forward(self, x):\n        return x  # same\n"
+    )
+    assert code_hash(noisy) == code_hash(NET)
+    assert code_hash(NET.replace("return x", "return x * 2")) != code_hash(NET)
+
+
+def test_unparsable_source_is_hashed_as_text() -> None:
+    assert normalise("class Net(:\n  ") == "class Net(:"
+
+
+def test_static_problems() -> None:
+    kind, message = static_problem("class Net(nn.Module)\n    pass\n") or ("", "")
+    assert kind == "syntax" and "line 1" in message
+    assert static_problem("class Model: pass\n") == (
+        "no_net",
+        "the module defines no `Net` (expected class Net(nn.Module))",
+    )
+    assert static_problem(NET) is None
+    assert static_problem("from mylib import Net\n") is None
+    assert static_problem("globals()['Net'] = object\n") is None  # only running it can tell

@@ -1,0 +1,53 @@
+import pytest
+
+from sandbox.settings import SettingsError, load_settings
+
+
+def test_defaults_are_the_reference_protocol() -> None:
+    s = load_settings()
+    assert (s.dataset, s.sandbox, s.epochs, s.batch_size, s.lr) == ("cifar10", "auto", 1, 128, 0.01)
+    assert (s.momentum, s.weight_decay, s.timeout_s) == (0.9, 5e-4, 1800.0)
+    assert s.train_limit is None
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NASLOOP_DATASET", "mnist5k")
+    monkeypatch.setenv("NASLOOP_TRAIN_LIMIT", "500")
+    monkeypatch.setenv("NASLOOP_SANDBOX", "process")
+    monkeypatch.setenv("NASLOOP_GPUS", " 0, 1 ")
+    s = load_settings()
+    assert (s.dataset, s.train_limit, s.sandbox, s.gpu_ids()) == (
+        "mnist5k",
+        500,
+        "process",
+        ("0", "1"),
+    )
+    assert s.train_config()["train_limit"] == 500
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("NASLOOP_TIMEOUT_S", "-5"),
+        ("NASLOOP_MEMORY_MB", "lots"),
+        ("NASLOOP_SANDBOX", "vm"),
+        ("NASLOOP_TRAIN_LIMIT", "0"),
+        ("NASLOOP_GPUS", "first"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{name}=") and ".env.example" in message
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("NASLOOP_DATASET=cifar100\nNASLOOP_TIMEOUT_S=60\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert (s.dataset, s.timeout_s) == ("cifar100", 60.0)
