@@ -36,7 +36,9 @@ def outcome(code: int | None = 0, timed_out: bool = False, oom: bool = False) ->
     return RunOutcome(code, timed_out, oom, log_tail="last words", seconds=1.0)
 
 
-def writes(report: dict | None, predictions: object = None, code: int = 0):
+def writes(
+    report: dict[str, object] | None, predictions: object = None, code: int = 0
+) -> Callable[[Job], RunOutcome]:
     def act(job: Job) -> RunOutcome:
         if report is not None:
             (job.out_dir / "report.json").write_text(json.dumps(report))
