@@ -20,7 +20,7 @@ from langchain_core.tools import BaseTool, tool
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
 from sandbox.evaluate import Evaluator, evaluator_from_settings
-from sandbox.settings import SettingsError, load_settings
+from sandbox.settings import SandboxSettings, SettingsError, load_settings
 
 REFERENCE_NET = Path(__file__).with_name("reference_net.py")
 DESCRIPTION = (
@@ -34,13 +34,20 @@ DESCRIPTION = (
 _evaluators: dict[str, Evaluator] = {}
 
 
-def default_evaluator() -> Evaluator:
-    """One evaluator per distinct settings, built on first use (dataset prepared once)."""
-    settings = load_settings()
-    key = settings.model_dump_json()
+def evaluator_for(settings: SandboxSettings) -> Evaluator:
+    """One evaluator per distinct sandbox settings, built on first use (dataset prepared once).
+
+    Subclasses of SandboxSettings (the search's settings) share the evaluator of their sandbox
+    part: changing an LLM setting does not prepare the dataset again.
+    """
+    key = settings.model_dump_json(include=set(SandboxSettings.model_fields))
     if key not in _evaluators:
         _evaluators[key] = evaluator_from_settings(settings)
     return _evaluators[key]
+
+
+def default_evaluator() -> Evaluator:
+    return evaluator_for(load_settings())
 
 
 def make_train_candidate(evaluator: Evaluator | None = None) -> BaseTool:

@@ -96,3 +96,13 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.02)
+
+
+def remove_empty_groups(root: Path = ROOT) -> None:
+    """Remove the groups of jobs whose runner was killed before it could clean up.
+
+    rmdir only succeeds on a group with no processes left, so a live job's group is never touched.
+    """
+    for group in [*root.glob("nasloop-*"), *root.glob("*/nasloop-*")]:
+        with contextlib.suppress(OSError):
+            group.rmdir()

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import stat
 import time
 import uuid
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 # Every container we start carries this label (value: the job's out dir name), so tests and
 # operators can find strays: `docker ps -a --filter label=nasloop.job`.
 JOB_LABEL = "nasloop.job"
+# "<host>:<pid>" of the process that started the container: a container whose owner died (killed
+# with SIGKILL, so its `finally` never ran) is reaped by the next backend on that host.
+OWNER_LABEL = "nasloop.owner"
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -117,6 +121,36 @@ def _let_others_read(root: Path) -> None:
             continue
 
 
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def reap_orphans(client: Any) -> int:
+    """Remove containers started on this host by a process that no longer exists."""
+    host = socket.gethostname()
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        owner_host, _, pid = container.labels.get(OWNER_LABEL, "").rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(docker.errors.DockerException):
+            container.remove(force=True)
+            removed += 1
+    if removed:
+        log.warning("removed %d sandbox container(s) left by a killed run", removed)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class DockerBackend:
     name = "docker"
 
@@ -132,10 +166,16 @@ class DockerBackend:
 
     # --- engine and image ------------------------------------------------------------------------
 
+    def check(self) -> None:
+        """Raise BackendUnavailable (naming the fix) unless the engine and the image answer."""
+        self._image_info(self._connect())
+
     def _connect(self) -> Any:
         try:
             if self._client is None:
                 self._client = docker.from_env(timeout=_API_TIMEOUT_S)
+                self._client.ping()
+                reap_orphans(self._client)
             self._client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise _unreachable(exc) from exc
@@ -218,7 +258,7 @@ class DockerBackend:
         limits = job.limits
         safe = re.sub(r"[^A-Za-z0-9_.-]", "-", job.out_dir.name)[:40]
         name = f"nasloop-{safe}-{uuid.uuid4().hex[:8]}"
-        labels = {JOB_LABEL: job.out_dir.name, "nasloop.container": name}
+        labels = {JOB_LABEL: job.out_dir.name, "nasloop.container": name, OWNER_LABEL: _owner()}
         device_requests = (
             [DeviceRequest(device_ids=list(limits.gpus), capabilities=[["gpu"]])]
             if limits.gpus

@@ -36,7 +36,7 @@ from sandbox.backends.base import (
     RunOutcome,
     runner_argv,
 )
-from sandbox.backends.cgroup import Cgroup
+from sandbox.backends.cgroup import Cgroup, remove_empty_groups
 
 SANDBOX_UID = 61000  # a uid of its own: RLIMIT_NPROC counts per uid, and nothing else runs as it
 
@@ -94,6 +94,8 @@ class ProcessBackend:
         if use_bwrap and not self.bwrap:
             raise BackendUnavailable("bubblewrap not found: apt-get install bubblewrap")
         self.root = os.geteuid() == 0
+        if self.root:
+            remove_empty_groups()
         self.python = os.path.realpath(sys.executable)
         if self.root and not self.bwrap:
             # Dropping to a sandbox uid is only useful if that uid can still reach Python.

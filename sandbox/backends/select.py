@@ -20,7 +20,9 @@ def make_backend(
 
     backend: Backend
     if kind == "docker":
-        backend = DockerBackend(image=image)
+        docker_backend = DockerBackend(image=image)
+        docker_backend.check()
+        backend = docker_backend
         line = f"nasloop: sandbox = docker ({image})"
     elif kind == "process":
         process = ProcessBackend()

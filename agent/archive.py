@@ -1,0 +1,150 @@
+"""The run archive: every candidate of a run, on disk, before the graph moves on.
+
+`<runs dir>/<run id>/` holds `archive.sqlite` (one row per iteration: result, triple, timings,
+tokens), `candidates/<iteration>.py` (each candidate's code as a file) and `settings.json`. Rows
+are keyed by iteration and written with upserts, so a node re-run after a crash rewrites its own
+row instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS candidates (
+    iteration INTEGER PRIMARY KEY,
+    code_hash TEXT,
+    code_path TEXT,
+    status TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT,
+    val_accuracy REAL,
+    params INTEGER,
+    flops INTEGER,
+    train_seconds REAL,
+    wall_seconds REAL,
+    cached INTEGER NOT NULL DEFAULT 0,
+    gen_tokens INTEGER NOT NULL DEFAULT 0,
+    gen_seconds REAL,
+    improver_tokens INTEGER NOT NULL DEFAULT 0,
+    result TEXT NOT NULL,
+    closed_triple TEXT,
+    next_problem TEXT,
+    next_suggestion TEXT,
+    created REAL NOT NULL
+);
+"""
+
+
+class RunArchive:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.code_dir = run_dir / "candidates"
+        self.code_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / "archive.sqlite"
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def record_candidate(
+        self,
+        iteration: int,
+        code: str | None,
+        result: dict[str, Any],
+        gen_tokens: int = 0,
+        gen_seconds: float | None = None,
+    ) -> None:
+        code_path = None
+        if code is not None:
+            path = self.code_dir / f"{iteration:05d}.py"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(code, encoding="utf-8")
+            tmp.replace(path)
+            code_path = str(path.relative_to(self.run_dir))
+        row = (
+            iteration,
+            result.get("code_hash"),
+            code_path,
+            result["status"],
+            result["kind"],
+            result.get("message"),
+            result.get("val_accuracy"),
+            result.get("params"),
+            result.get("flops"),
+            result.get("train_seconds"),
+            result.get("wall_seconds"),
+            int(bool(result.get("cached"))),
+            gen_tokens,
+            gen_seconds,
+            json.dumps(result),
+            time.time(),
+        )
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO candidates (iteration, code_hash, code_path, status, kind, message,"
+                " val_accuracy, params, flops, train_seconds, wall_seconds, cached, gen_tokens,"
+                " gen_seconds, result, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(iteration) DO UPDATE SET code_hash=excluded.code_hash,"
+                " code_path=excluded.code_path, status=excluded.status, kind=excluded.kind,"
+                " message=excluded.message, val_accuracy=excluded.val_accuracy,"
+                " params=excluded.params, flops=excluded.flops,"
+                " train_seconds=excluded.train_seconds, wall_seconds=excluded.wall_seconds,"
+                " cached=excluded.cached, gen_tokens=excluded.gen_tokens,"
+                " gen_seconds=excluded.gen_seconds, result=excluded.result",
+                row,
+            )
+
+    def record_improvement(
+        self,
+        iteration: int,
+        closed_triple: dict[str, Any] | None,
+        problem: str | None,
+        suggestion: str | None,
+        tokens: int = 0,
+    ) -> None:
+        """What the Improver made of `iteration`: the triple it closed and the advice it opened."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE candidates SET closed_triple=?, next_problem=?, next_suggestion=?,"
+                " improver_tokens=? WHERE iteration=?",
+                (
+                    json.dumps(closed_triple) if closed_triple else None,
+                    problem,
+                    suggestion,
+                    tokens,
+                    iteration,
+                ),
+            )
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY iteration")]
+
+    def summary(self) -> dict[str, Any]:
+        rows = self.rows()
+        ok = [r for r in rows if r["status"] == "ok"]
+        best = max(ok, key=lambda r: r["val_accuracy"], default=None)
+        return {
+            "iterations": len(rows),
+            "ok": len(ok),
+            "success_rate": len(ok) / len(rows) if rows else 0.0,
+            "best_val_accuracy": best["val_accuracy"] if best else None,
+            "best_iteration": best["iteration"] if best else None,
+            "best_code_path": str(self.run_dir / best["code_path"]) if best else None,
+            "llm_tokens": sum(r["gen_tokens"] + r["improver_tokens"] for r in rows),
+        }

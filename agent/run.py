@@ -1,0 +1,176 @@
+"""Headless search: `python -m agent.run [--flags]`, resumable with `--run-id`.
+
+Every flag mirrors a setting (`--history-k` is NASLOOP_HISTORY_K, and so on; `--help` lists them
+with their defaults). Everything that can be checked is checked before a run directory exists:
+settings, dataset, sandbox, LLM servers. Exit codes: 0 done, 1 stopped by a failure (resumable),
+2 bad input (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, get_args
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.sqlite import SqliteSaver
+from pydantic import SecretStr
+
+from agent.archive import RunArchive
+from agent.llm import LLMUnavailable, preflight
+from agent.settings import Settings, load_settings
+from graphs.nas import build_graph
+from sandbox.backends.base import BackendUnavailable
+from sandbox.data import DatasetUnavailable, UnknownDataset
+from sandbox.settings import SettingsError
+from tools.train_candidate import evaluator_for
+
+BAD_INPUT = (SettingsError, UnknownDataset, DatasetUnavailable, BackendUnavailable, LLMUnavailable)
+SETTINGS_FILE = "settings.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.run", description="Run (or resume) an LLM-driven architecture search."
+    )
+    parser.add_argument("--run-id", help="resume this run (or start a new run with this id)")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description or ''} (NASLOOP_{name.upper()}; default {field.default})"
+        if field.annotation is bool:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            parser.add_argument(flag, dest=name, metavar=_metavar(field.annotation), help=help_text)
+    return parser
+
+
+def _metavar(annotation: Any) -> str:
+    options = get_args(annotation)
+    return (
+        "|".join(map(str, options)) if options and all(isinstance(o, str) for o in options) else "V"
+    )
+
+
+def resolve(args: argparse.Namespace) -> tuple[Settings, str, bool]:
+    """Settings, run id, and whether this resumes a run: a resumed run keeps its own settings,
+    and only flags given now override them."""
+    flags = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    settings = load_settings(**flags)
+    run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    saved = settings.runs_dir / run_id / SETTINGS_FILE
+    if not saved.is_file():
+        return settings, run_id, False
+    stored = json.loads(saved.read_text())
+    return load_settings(**{**stored, **flags}), run_id, True
+
+
+def preflight_all(settings: Settings) -> None:
+    """Raise one of BAD_INPUT, with a message that names the fix, before anything is written."""
+    preflight("generator", settings.role("generator"))
+    if not settings.no_improver:
+        preflight("improver", settings.role("improver"))
+    evaluator_for(settings)  # prepares the dataset, picks and checks the sandbox
+
+
+def save_settings(settings: Settings, run_dir: Path) -> None:
+    data = settings.model_dump(mode="json")
+    for key, value in settings:
+        if isinstance(value, SecretStr):
+            del data[key]  # keys stay in the environment, never in the run directory
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / SETTINGS_FILE).write_text(json.dumps(data, indent=2, default=str))
+
+
+def progress_line(event: dict[str, Any]) -> str:
+    acc, best = event.get("val_accuracy"), event.get("best_val_accuracy")
+    done = event["iteration"] + 1
+    outcome = f"ok {acc:.4f}" if acc is not None else f"{event['kind']}: {event['message'][:60]}"
+    best_text = f"{best:.4f}" if best is not None else "-"
+    rate = event["ok"] / done
+    return (
+        f"[{done}/{event['iterations']}] best {best_text} | success {event['ok']}/{done} "
+        f"({rate:.0%}) | last {outcome}"
+    )
+
+
+def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict[str, Any]:
+    run_dir = settings.runs_dir / run_id
+    if not resuming:
+        save_settings(settings, run_dir)
+    config = RunnableConfig(
+        configurable={"thread_id": run_id}, recursion_limit=4 * settings.iterations + 20
+    )
+    with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
+        graph = build_graph(checkpointer=saver)
+        snapshot = graph.get_state(config)
+        start: dict[str, Any] | None = None if snapshot.next else {"run_id": run_id}
+        if snapshot.values and not snapshot.next:
+            # a finished run: continue only if the budget was raised since
+            if snapshot.values.get("iteration", 0) >= settings.iterations:
+                return summarise(settings, run_id, snapshot.values)
+            graph.update_state(config, {"stop_reason": None}, as_node="improve")
+            start = None
+        for event in graph.stream(
+            start,
+            config,
+            context=settings,
+            stream_mode="custom",
+            durability="sync",
+        ):
+            if not quiet and isinstance(event, dict) and event.get("event") == "candidate":
+                print(progress_line(event), file=sys.stderr, flush=True)
+        final = graph.get_state(config).values
+    return summarise(settings, run_id, final)
+
+
+def summarise(settings: Settings, run_id: str, state: dict[str, Any]) -> dict[str, Any]:
+    summary = RunArchive(settings.runs_dir / run_id).summary()
+    return {
+        "run_id": run_id,
+        "run_dir": str(settings.runs_dir / run_id),
+        "dataset": state.get("task", {}).get("dataset", settings.dataset),
+        "stop_reason": state.get("stop_reason"),
+        **summary,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings, run_id, resuming = resolve(args)
+        preflight_all(settings)
+    except BAD_INPUT as exc:
+        print(f"nasloop: error: {exc}", file=sys.stderr)
+        return 2
+    verb = "resuming" if resuming else "starting"
+    print(f"nasloop: {verb} run {run_id} in {settings.runs_dir / run_id}", file=sys.stderr)
+    try:
+        result = search(settings, run_id, resuming, quiet=False)
+    except (LLMUnavailable, BackendUnavailable) as exc:
+        print(
+            f"nasloop: stopped: {exc}; the run is saved, resume it with "
+            f"`python -m agent.run --run-id {run_id}`",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        best = result["best_val_accuracy"]
+        print(
+            f"done: {result['iterations']} candidates, success rate {result['success_rate']:.0%}, "
+            f"best validation accuracy {best if best is None else f'{best:.4f}'}"
+            f"\nbest code: {result['best_code_path']}\nrun: {result['run_dir']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

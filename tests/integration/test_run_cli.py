@@ -1,0 +1,168 @@
+"""`python -m agent.run` as a user runs it: a real HTTP LLM server, the real Docker sandbox.
+
+The LLM server is the test's own OpenAI-compatible server (tests/fakes) replaying recorded replies
+of a small local model: good nets, a shape error, a syntax slip, prose without code, a net named
+`Model`, and one duplicate that differs only in comments.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.archive import RunArchive
+from sandbox.backends.docker import JOB_LABEL
+
+pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parents[2]
+REPLIES = ROOT / "tests" / "fakes" / "replies" / "mnist5k.json"
+PRECHECKED = {"syntax", "no_net", "no_code"}  # decided without starting a sandbox
+
+
+@pytest.fixture
+def llm_url() -> Iterator[str]:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.openai_server",
+            "--port",
+            "0",
+            "--replies",
+            str(REPLIES),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    ready = server.stdout.readline().split()
+    assert ready and ready[0] == "READY", ready
+    yield ready[1]
+    server.kill()
+    server.wait()
+
+
+def run_env(tmp_path: Path, llm_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NASLOOP_")}
+    env.update(
+        NASLOOP_DATASET="mnist5k",
+        NASLOOP_DATA_DIR=str(tmp_path / "data"),
+        NASLOOP_RUNS_DIR=str(tmp_path / "runs"),
+        NASLOOP_SANDBOX="docker",
+        NASLOOP_TRAIN_LIMIT="600",
+        NASLOOP_TIMEOUT_S="120",
+        NASLOOP_GENERATOR_BASE_URL=llm_url,
+        NASLOOP_GENERATOR_MODEL="fake-generator",
+        NASLOOP_IMPROVER_MODEL="fake-improver",
+        NASLOOP_LLM_RETRIES="1",
+    )
+    env.update(extra)
+    return env
+
+
+def agent_run(env: dict[str, str], *args: str, **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_killed_run_resumes_to_an_exact_archive(
+    tmp_path: Path, llm_url: str, docker_client: Any, sandbox_image: str
+) -> None:
+    env = run_env(tmp_path, llm_url)
+    args = ("--run-id", "r1", "--iterations", "9", "--json")
+    first = agent_run(env, *args)
+    assert first.stderr is not None
+    seen = []
+    for line in first.stderr:  # progress lines: "[n/9] best ... | last ..."
+        seen.append(line)
+        if line.startswith("[4/9]"):
+            break
+    time.sleep(random.uniform(0.0, 3.0))  # somewhere in the next LLM call or training
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert any(line.startswith("[4/9]") for line in seen), "".join(seen)
+    archive = RunArchive(tmp_path / "runs" / "r1")
+    assert 4 <= len(archive.rows()) < 9
+
+    second = agent_run(env, *args)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err
+    assert "resuming run r1" in err
+    summary = json.loads(out)
+    assert summary["run_id"] == "r1" and summary["iterations"] == 9
+    assert {"best_val_accuracy", "success_rate", "best_code_path"} <= set(summary)
+    assert summary["best_val_accuracy"] is not None
+    assert Path(summary["best_code_path"]).is_file()
+
+    rows = archive.rows()
+    assert [r["iteration"] for r in rows] == list(range(9))  # none lost, none duplicated
+    trained = collections.Counter(
+        r["code_hash"] for r in rows if not r["cached"] and r["kind"] not in PRECHECKED
+    )
+    assert trained and max(trained.values()) == 1, trained  # no identical candidate trained twice
+    # the recorded duplicate (reply 6 repeats reply 0 with other comments) came from the cache
+    assert rows[6]["cached"] == 1 and rows[6]["code_hash"] == rows[0]["code_hash"]
+    kinds = [r["kind"] for r in rows]
+    assert {"ok", "shape", "syntax", "no_code", "no_net"} <= set(kinds)
+    # triples: every iteration after the first closes the advice given after the one before
+    for before, row in itertools.pairwise(rows):
+        triple = json.loads(row["closed_triple"])
+        assert triple["suggestion"] == before["next_suggestion"]
+        assert triple["iteration"] == row["iteration"]
+    assert docker_client.containers.list(all=True, filters={"label": JOB_LABEL}) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "extra", "words"),
+    [
+        (("--dataset", "imagenet22k"), {}, "mnist5k"),
+        (("--history-k", "0"), {}, "NASLOOP_HISTORY_K"),
+        ((), {"NASLOOP_GENERATOR_BASE_URL": "http://127.0.0.1:9/v1"}, "NASLOOP_GENERATOR_BASE_URL"),
+        ((), {"NASLOOP_SANDBOX": "docker", "DOCKER_HOST": "unix:///nope"}, "start-dockerd"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    tmp_path: Path, llm_url: str, args: tuple[str, ...], extra: dict[str, str], words: str
+) -> None:
+    done = agent_run(run_env(tmp_path, llm_url, **extra), *args)
+    _out, err = done.communicate(timeout=120)
+    assert done.returncode == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error" in lines[0] and words in lines[0], err
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(p.is_dir() for p in runs.iterdir())
+
+
+def test_graph_imports_in_a_fresh_venv(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    pip = [str(py), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)]
+    subprocess.run(pip, check=True, cwd=tmp_path, timeout=300)
+    probe = "from graphs.nas import graph; print(sorted(graph.nodes))"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NASLOOP_")}
+    done = subprocess.run(
+        [str(py), "-c", probe], cwd=tmp_path, env=clean, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['__start__', 'generate', 'improve', 'setup', 'train']"

@@ -1,0 +1,209 @@
+"""The compiled search graph driven by scripted LLM roles and a scripted evaluator.
+
+The Generator's script returns code that names the result it will get (`# result: ok 0.55`,
+`# result: shape`, ...); the scripted evaluator reads that marker instead of training. So twelve
+and more iterations mixing every failure kind run in a second, and every assertion is about the
+loop itself: the K-window, the best, what each prompt carries, the ablation switches.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import BaseMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+import agent.nodes as nodes
+from agent.settings import Settings
+from graphs.nas import build_graph
+from sandbox.result import new_result
+
+# (kind, accuracy) per iteration: every failure kind, improvements and non-improvements
+SCRIPT: list[tuple[str, float | None]] = [
+    ("ok", 0.30),
+    ("shape", None),
+    ("ok", 0.45),
+    ("syntax", None),
+    ("ok", 0.40),
+    ("oom", None),
+    ("no_code", None),
+    ("timeout", None),
+    ("nan", None),
+    ("ok", 0.55),
+    ("import", None),
+    ("runtime", None),
+    ("killed", None),
+    ("no_net", None),
+    ("ok", 0.50),
+]
+
+
+def generator_reply(i: int) -> str:
+    kind, acc = SCRIPT[i % len(SCRIPT)]
+    if kind == "no_code":
+        return "I think a deeper network would help here, with more channels."
+    return (
+        f"Here is candidate {i}.\n```python\nimport torch.nn as nn\n# result: {kind} {acc}\n"
+        f"class Net(nn.Module):\n    width = {i}\n```"
+    )
+
+
+def improver_reply(i: int) -> str:
+    return json.dumps({"problem": f"problem-{i}", "suggestion": f"suggestion-{i}"})
+
+
+class RecordingChat(FakeListChatModel):
+    """A scripted chat model that also keeps every prompt it was sent."""
+
+    prompts: list[str] = []  # noqa: RUF012  (pydantic copies it per instance)
+
+    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        self.prompts.append("\n".join(str(m.content) for m in input if isinstance(m, BaseMessage)))
+        return super().invoke(input, config, **kwargs)
+
+
+@dataclass
+class FakeDataset:
+    name: str = "mnist5k"
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 10
+    n_train: int = 3600
+
+
+class ScriptedEvaluator:
+    dataset = FakeDataset()
+
+    def evaluate(self, code: str) -> dict[str, Any]:
+        match = re.search(r"# result: (\w+) (\S+)", code)
+        assert match, code
+        kind, acc = match.group(1), match.group(2)
+        if kind == "ok":
+            return dict(new_result("ok", "trained", "h", val_accuracy=float(acc)))
+        return dict(new_result(kind, f"{kind} failure", "h"))
+
+
+@pytest.fixture
+def roles(monkeypatch: pytest.MonkeyPatch) -> dict[str, RecordingChat]:
+    n = 60
+    chats = {
+        "generator": RecordingChat(responses=[generator_reply(i) for i in range(n)], prompts=[]),
+        "improver": RecordingChat(responses=[improver_reply(i) for i in range(n)], prompts=[]),
+    }
+    monkeypatch.setattr(nodes, "chat_for", lambda role, settings: chats[role])
+    evaluator = ScriptedEvaluator()
+    monkeypatch.setattr(nodes, "evaluator_for", lambda settings: evaluator)
+
+    class Tool:
+        def __init__(self, ev: ScriptedEvaluator) -> None:
+            self.ev = ev
+
+        def invoke(self, args: dict[str, str]) -> dict[str, Any]:
+            return self.ev.evaluate(args["code"])
+
+    monkeypatch.setattr(nodes, "make_train_candidate", Tool)
+    return chats
+
+
+def run(tmp_path: Path, iterations: int = 15, **settings: Any) -> tuple[list[dict[str, Any]], Any]:
+    """Run the graph; returns the state after each step and the final state."""
+    graph = build_graph(checkpointer=InMemorySaver())
+    ctx = Settings(runs_dir=tmp_path, iterations=iterations, **settings)
+    config: Any = {"configurable": {"thread_id": "t"}, "recursion_limit": 500}
+    states = list(graph.stream({"run_id": "t"}, config, context=ctx, stream_mode="values"))
+    return states, graph.get_state(config).values
+
+
+def test_window_best_and_prompts_over_fifteen_iterations(
+    tmp_path: Path, roles: dict[str, RecordingChat]
+) -> None:
+    states, final = run(tmp_path, iterations=15, history_k=5)
+    assert final["iteration"] == 15 and final["stop_reason"] == "budget"
+
+    # the window never exceeds K, and holds the newest triples in order, failures included
+    assert max(len(s.get("window", [])) for s in states) == 5
+    window = final["window"]
+    assert [t["iteration"] for t in window] == [10, 11, 12, 13, 14]
+    # the triple closed by iteration i carries the advice given after iteration i-1
+    assert [t["suggestion"] for t in window] == [f"suggestion-{i}" for i in range(9, 14)]
+    assert [t["outcome"].startswith("ok") for t in window] == [False, False, False, False, True]
+    assert "import" in window[0]["outcome"] and "killed" in window[2]["outcome"]
+
+    # the best changes only on improvement: 0.30 → 0.45 → 0.55, never to 0.40 or 0.50
+    bests: list[float] = []
+    for s in states:
+        best = s.get("best")
+        if best and (not bests or bests[-1] != best["result"]["val_accuracy"]):
+            bests.append(best["result"]["val_accuracy"])
+    assert bests == [0.30, 0.45, 0.55]
+    assert final["ok_count"] == 5
+
+    # the Generator's prompt carries the window, the last suggestion and the best code
+    prompt = roles["generator"].prompts[14]
+    assert "suggestion-13" in prompt
+    assert "width = 9" in prompt  # the best candidate's code (iteration 9, 0.55)
+    for t in window[:-1]:
+        assert t["problem"] in prompt and t["suggestion"] in prompt
+
+    # every candidate is archived, failures and the no-code reply included
+    rows = nodes.run_archive(Settings(runs_dir=tmp_path), "t").rows()
+    assert [r["iteration"] for r in rows] == list(range(15))
+    assert [r["kind"] for r in rows] == [k for k, _ in SCRIPT]
+    assert rows[6]["code_path"] is None and rows[0]["code_path"] == "candidates/00000.py"
+
+
+@pytest.mark.parametrize("k", [1, 8])
+def test_k_is_honoured(tmp_path: Path, roles: dict[str, RecordingChat], k: int) -> None:
+    states, final = run(tmp_path, iterations=12, history_k=k)
+    assert max(len(s.get("window", [])) for s in states) == k
+    assert [t["iteration"] for t in final["window"]] == list(range(12 - k, 12))
+
+
+@pytest.mark.parametrize(
+    ("switch", "absent"),
+    [
+        ("no_history", "problem-9"),  # an older window entry, not the latest suggestion
+        ("no_improver", "suggestion-"),
+        ("no_reference", "width = 9"),
+    ],
+)
+def test_each_ablation_removes_exactly_what_it_names(
+    tmp_path: Path, roles: dict[str, RecordingChat], switch: str, absent: str
+) -> None:
+    run(tmp_path, iterations=12, **{switch: True})
+    prompt = roles["generator"].prompts[11]
+    assert absent not in prompt
+    if switch == "no_improver":
+        assert roles["improver"].prompts == []
+    else:
+        assert "suggestion-10" in prompt  # the latest suggestion is still there
+    if switch != "no_reference":
+        assert "width = 9" in prompt  # best code (iteration 9) still shown
+    if switch != "no_history" and switch != "no_improver":
+        assert "problem-9" in prompt
+
+
+def test_checkpoint_does_not_grow_with_iterations(
+    tmp_path: Path, roles: dict[str, RecordingChat]
+) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
+        graph = build_graph(checkpointer=saver)
+        # K=3: the window is full before iteration 5, so any growth would be the run's own
+        ctx = Settings(runs_dir=tmp_path, iterations=50, history_k=3)
+        config: Any = {"configurable": {"thread_id": "t"}, "recursion_limit": 500}
+        graph.invoke({"run_id": "t"}, config, context=ctx)
+        sizes: dict[int, int] = {}
+        for snap in graph.get_state_history(config):
+            if snap.next in (("generate",), ()):  # between two iterations, and the end
+                size = len(saver.serde.dumps_typed(snap.values)[1])
+                sizes[snap.values["iteration"]] = max(size, sizes.get(snap.values["iteration"], 0))
+    assert set(sizes) >= {5, 50}
+    # same shape, same bounded contents: only a few digits in the code strings differ
+    assert sizes[50] <= sizes[5] * 1.05, sizes
