@@ -51,3 +51,13 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     s = load_settings()
     assert (s.dataset, s.timeout_s) == ("cifar100", 60.0)
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    from pathlib import Path
+
+    from agent.settings import Settings
+
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    missing = [n for n in Settings.model_fields if f"NASLOOP_{n.upper()}=" not in text]
+    assert missing == []
