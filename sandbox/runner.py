@@ -213,6 +213,27 @@ def check_output_shape(net: nn.Module, x: torch.Tensor, num_classes: int) -> Non
         )
 
 
+def channels_last_works(net: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the net's forward accepts channels_last tensors.
+
+    channels_last is faster, but the everyday `x.view(x.size(0), -1)` flatten fails on it ("view
+    size is not compatible with input tensor's size and stride"). Such a net is correct, so it
+    trains in the default layout instead of failing for a layout it never asked for.
+    """
+    try:
+        with torch.no_grad():
+            net.to(memory_format=torch.channels_last)(
+                x.contiguous(memory_format=torch.channels_last)
+            )
+        return True
+    except RuntimeError as exc:
+        if "view" not in str(exc):
+            raise classify_exception(exc, "forward") from None
+        log("channels_last off for this candidate: its forward needs contiguous tensors")
+        net.to(memory_format=torch.contiguous_format)
+        return False
+
+
 def count_flops(net: nn.Module, x: torch.Tensor) -> int:
     """Forward FLOPs for one image, as torch.utils.flop_counter counts them."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -387,6 +408,8 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
         report["flops"] = count_flops(net, dummy)
     except BaseException as exc:  # some exotic ops have no FLOP formula: not the candidate's fault
         log(f"FLOP count unavailable: {one_line(exc)}")
+    cfg["channels_last"] = cfg["channels_last"] and channels_last_works(net, dummy)
+    report["channels_last"] = cfg["channels_last"]
     memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
     net = net.to(device).to(memory_format=memory_format)
 

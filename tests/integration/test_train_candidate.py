@@ -165,3 +165,11 @@ def test_host_secrets_are_invisible(
     assert result["kind"] == "runtime"
     assert "SEEN" in result["message"]  # it really ran and reported what it found
     assert secret not in result["message"] + result["traceback"]
+
+
+def test_view_flatten_trains_despite_channels_last(
+    backend: Backend, mnist: PreparedDataset
+) -> None:
+    result = evaluate(backend, mnist, "view_flatten", train={"channels_last": True})
+    assert result["status"] == "ok", result
+    assert result["val_accuracy"] > 0.5
