@@ -85,6 +85,7 @@ def generate(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         last=state.get("last"),
         suggestion="" if settings.no_improver else state.get("suggestion", ""),
         window=[] if settings.no_history else state["window"],
+        constraints=settings.constraints,
     )
     started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code

@@ -51,6 +51,7 @@ class Settings(SandboxSettings):
     no_history: bool = Field(False, description="ablation: the Generator sees no window")
     no_reference: bool = Field(False, description="ablation: the Generator sees no best code")
     run_seed: int = Field(0, ge=0, description="base of the per-call LLM sampling seed")
+    constraints: str = Field("", description="optional limits/requirements told to the Generator")
 
     def role(self, role: Role) -> RoleConfig:
         if role == "generator":
