@@ -9,6 +9,7 @@ settings, dataset, sandbox, LLM servers. Exit codes: 0 done, 1 stopped by a fail
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -22,6 +23,14 @@ from pydantic import SecretStr
 
 from agent.archive import RunArchive
 from agent.llm import LLMUnavailable, preflight
+from agent.serve import (
+    ModelChoice,
+    ServerError,
+    answers,
+    embedded_default_model,
+    embedded_settings,
+    server_for,
+)
 from agent.settings import Settings, load_settings
 from graphs.nas import build_graph
 from sandbox.backends.base import BackendUnavailable
@@ -29,8 +38,16 @@ from sandbox.data import DatasetUnavailable, UnknownDataset
 from sandbox.settings import SettingsError
 from tools.train_candidate import evaluator_for
 
-BAD_INPUT = (SettingsError, UnknownDataset, DatasetUnavailable, BackendUnavailable, LLMUnavailable)
+BAD_INPUT = (
+    SettingsError,
+    UnknownDataset,
+    DatasetUnavailable,
+    BackendUnavailable,
+    LLMUnavailable,
+    ServerError,
+)
 SETTINGS_FILE = "settings.json"
+EMBEDDED_FILE = "embedded_llm.json"  # in a run dir: the run uses the embedded server, this model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         help_text = f"{field.description or ''} (NASLOOP_{name.upper()}; default {field.default})"
+        help_text = help_text.replace("%", "%%")  # argparse formats help strings
         if field.annotation is bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
@@ -69,6 +87,47 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, str, bool]:
         return settings, run_id, False
     stored = json.loads(saved.read_text())
     return load_settings(**{**stored, **flags}), run_id, True
+
+
+def embedded_llm(
+    args: argparse.Namespace,
+    settings: Settings,
+    run_id: str,
+    resuming: bool,
+    stack: contextlib.ExitStack,
+) -> tuple[Settings, ModelChoice | None]:
+    """Start the embedded llama.cpp server (agent.serve) when the user configured no LLM server
+    and none answers on the local default port; `stack` stops it. Both roles then use it.
+
+    "Configured" means NASLOOP_GENERATOR_BASE_URL set now (flag, environment or .env). A resumed
+    run does the same if it started on the embedded server, with the model it started with.
+    """
+    flags = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    if "generator_base_url" in load_settings(**flags).model_fields_set:
+        return settings, None
+    marker = settings.runs_dir / run_id / EMBEDDED_FILE
+    if resuming and not marker.is_file():
+        return settings, None  # it ran against a configured server: keep that one
+    embedded = embedded_settings()
+    url = embedded.local_url()
+    if answers(url):  # e.g. `python -m agent.serve` in another terminal
+        return settings.model_copy(update={"generator_base_url": url}), None
+    stored = json.loads(marker.read_text()).get("model") if marker.is_file() else None
+    if stored and not embedded.model:
+        choice = ModelChoice(stored, "the model this run started with")
+    else:
+        choice = embedded_default_model(embedded)
+    print(
+        f"nasloop: no LLM server configured (NASLOOP_GENERATOR_BASE_URL) and none answers at "
+        f"{url}: starting an embedded llama.cpp server with {choice.spec} ({choice.why})",
+        file=sys.stderr,
+        flush=True,
+    )
+    server = stack.enter_context(server_for(choice, embedded))
+    update: dict[str, Any] = {"generator_base_url": server.base_url}
+    if "generator_model" not in settings.model_fields_set:
+        update["generator_model"] = server.alias
+    return settings.model_copy(update=update), choice
 
 
 def preflight_all(settings: Settings) -> None:
@@ -143,23 +202,33 @@ def summarise(settings: Settings, run_id: str, state: dict[str, Any]) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with contextlib.ExitStack() as stack:  # holds the embedded LLM server, if one is started
+        return _main(args, stack)
+
+
+def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         settings, run_id, resuming = resolve(args)
+        settings, embedded = embedded_llm(args, settings, run_id, resuming, stack)
         preflight_all(settings)
     except BAD_INPUT as exc:
         print(f"nasloop: error: {exc}", file=sys.stderr)
         return 2
+    if embedded is not None:
+        marker = settings.runs_dir / run_id / EMBEDDED_FILE
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"model": embedded.spec}))
     verb = "resuming" if resuming else "starting"
     print(f"nasloop: {verb} run {run_id} in {settings.runs_dir / run_id}", file=sys.stderr)
+    resume_hint = f"the run is saved, resume it with `python -m agent.run --run-id {run_id}`"
     try:
         result = search(settings, run_id, resuming, quiet=False)
     except (LLMUnavailable, BackendUnavailable) as exc:
-        print(
-            f"nasloop: stopped: {exc}; the run is saved, resume it with "
-            f"`python -m agent.run --run-id {run_id}`",
-            file=sys.stderr,
-        )
+        print(f"nasloop: stopped: {exc}; {resume_hint}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"nasloop: interrupted; {resume_hint}", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(result))
     else:

@@ -30,7 +30,9 @@ class Settings(SandboxSettings):
     generator_base_url: str = Field(
         "http://127.0.0.1:8080/v1", description="OpenAI-compatible URL of the Generator's server"
     )
-    generator_model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="Generator model name")
+    generator_model: str = Field(
+        "Qwen/Qwen2.5-Coder-7B-Instruct", description="Generator model name (vLLM: the hub id)"
+    )
     generator_api_key: SecretStr = Field(SecretStr("local"), description="key, if the server asks")
     generator_temperature: float = Field(0.7, ge=0, le=2)
     generator_max_tokens: int = Field(2048, ge=64, description="longest answer: one whole module")

