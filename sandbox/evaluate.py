@@ -22,6 +22,7 @@ from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
 from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
+from sandbox.settings import SandboxSettings
 
 RUNNER = Path(__file__).with_name("runner.py")
 MAX_REPORT_BYTES = 1 * 2**20
@@ -192,7 +193,7 @@ def _signal_of(exit_code: int | None) -> int | None:
     return None
 
 
-def evaluator_from_settings(settings: Any, announce: bool = True) -> Evaluator:
+def evaluator_from_settings(settings: SandboxSettings, announce: bool = True) -> Evaluator:
     """The evaluator that `NASLOOP_*` settings describe: dataset prepared, backend chosen."""
     from sandbox.backends.select import make_backend
 
@@ -209,15 +210,15 @@ def evaluator_from_settings(settings: Any, announce: bool = True) -> Evaluator:
     return Evaluator(dataset, backend, settings.train_config(), limits, cache)
 
 
-def prepare_with_fallback(settings: Any, announce: bool = True) -> PreparedDataset:
+def prepare_with_fallback(settings: SandboxSettings, announce: bool = True) -> PreparedDataset:
     """The configured dataset; the offline one only when the *default* cannot be had here.
 
     A fresh machine without internet can still run the embedded defaults end to end, and says so;
     a dataset the user named explicitly is never swapped for another.
     """
-    kw = {"val_size": settings.val_size, "seed": settings.split_seed}
+    val_size, seed = settings.val_size, settings.split_seed
     try:
-        return prepare(settings.dataset, settings.data_dir, **kw)
+        return prepare(settings.dataset, settings.data_dir, val_size=val_size, seed=seed)
     except DatasetUnavailable as exc:
         if "dataset" in settings.model_fields_set:
             raise
@@ -228,4 +229,4 @@ def prepare_with_fallback(settings: Any, announce: bool = True) -> PreparedDatas
                 file=sys.stderr,
                 flush=True,
             )
-        return prepare(OFFLINE_DATASET, settings.data_dir, **kw)
+        return prepare(OFFLINE_DATASET, settings.data_dir, val_size=val_size, seed=seed)

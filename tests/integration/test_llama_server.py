@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,9 +38,10 @@ from agent.llm import ask, make_chat
 from agent.serve import EmbeddedServer, free_port, packaged_model
 from agent.settings import RoleConfig
 from sandbox.backends.docker import JOB_LABEL
+from tests.integration.agent_cli import agent_env, agent_run
 
 pytestmark = pytest.mark.docker
-ROOT = Path(__file__).resolve().parents[2]
+
 PROMPT = [SystemMessage("You write Python."), HumanMessage("Write a tiny PyTorch CNN.")]
 
 
@@ -174,33 +172,13 @@ def smol_server(binary: Path, port: int = 0) -> EmbeddedServer:
 
 
 def run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NASLOOP_")}
-    env.update(
-        NASLOOP_DATASET="mnist5k",
-        NASLOOP_DATA_DIR=str(tmp_path / "data"),
-        NASLOOP_RUNS_DIR=str(tmp_path / "runs"),
-        NASLOOP_SANDBOX="docker",
-        NASLOOP_TRAIN_LIMIT="600",
-        NASLOOP_TIMEOUT_S="120",
-        # SmolLM2 at ~85 tokens/s on one core: short answers keep an iteration to seconds
-        NASLOOP_GENERATOR_MAX_TOKENS="400",
-        NASLOOP_IMPROVER_MAX_TOKENS="128",
-        NASLOOP_LLM_RETRIES="1",
-        NASLOOP_LLM_TIMEOUT_S="120",
-    )
-    env.update(extra)
-    return env
-
-
-def agent_run(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent.run", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # SmolLM2 at ~85 tokens/s on one core: short answers keep an iteration to seconds
+    defaults = {
+        "NASLOOP_GENERATOR_MAX_TOKENS": "400",
+        "NASLOOP_IMPROVER_MAX_TOKENS": "128",
+        "NASLOOP_LLM_TIMEOUT_S": "120",
+    }
+    return agent_env(tmp_path, **{**defaults, **extra})
 
 
 def assert_loop_archive(run_dir: Path, iterations: int) -> list[dict[str, Any]]:

@@ -24,9 +24,9 @@ import pytest
 
 from agent.archive import RunArchive
 from sandbox.backends.docker import JOB_LABEL
+from tests.integration.agent_cli import ROOT, agent_env, agent_run
 
 pytestmark = pytest.mark.docker
-ROOT = Path(__file__).resolve().parents[2]
 REPLIES = ROOT / "tests" / "fakes" / "replies" / "mnist5k.json"
 PRECHECKED = {"syntax", "no_net", "no_code"}  # decided without starting a sandbox
 
@@ -56,32 +56,12 @@ def llm_url() -> Iterator[str]:
 
 
 def run_env(tmp_path: Path, llm_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NASLOOP_")}
-    env.update(
-        NASLOOP_DATASET="mnist5k",
-        NASLOOP_DATA_DIR=str(tmp_path / "data"),
-        NASLOOP_RUNS_DIR=str(tmp_path / "runs"),
-        NASLOOP_SANDBOX="docker",
-        NASLOOP_TRAIN_LIMIT="600",
-        NASLOOP_TIMEOUT_S="120",
+    return agent_env(
+        tmp_path,
         NASLOOP_GENERATOR_BASE_URL=llm_url,
         NASLOOP_GENERATOR_MODEL="fake-generator",
         NASLOOP_IMPROVER_MODEL="fake-improver",
-        NASLOOP_LLM_RETRIES="1",
-    )
-    env.update(extra)
-    return env
-
-
-def agent_run(env: dict[str, str], *args: str, **kw: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent.run", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kw,
+        **extra,
     )
 
 

@@ -1,0 +1,38 @@
+"""Running `python -m agent.run` the way a user does, for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The test process's environment without any NASLOOP_* of its own, plus a quick setup:
+    the offline dataset, a small training subset, the Docker sandbox, one LLM retry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NASLOOP_")}
+    env.update(
+        NASLOOP_DATASET="mnist5k",
+        NASLOOP_DATA_DIR=str(tmp_path / "data"),
+        NASLOOP_RUNS_DIR=str(tmp_path / "runs"),
+        NASLOOP_SANDBOX="docker",
+        NASLOOP_TRAIN_LIMIT="600",
+        NASLOOP_TIMEOUT_S="120",
+        NASLOOP_LLM_RETRIES="1",
+    )
+    env.update(extra)
+    return env
+
+
+def agent_run(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
