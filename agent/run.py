@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from agent.archive import RunArchive
 from agent.llm import LLMUnavailable, preflight
+from agent.lock import RunBusy, RunLock
 from agent.serve import (
     ModelChoice,
     ServerError,
@@ -209,9 +210,15 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         settings, run_id, resuming = resolve(args)
+        lock = RunLock(settings.runs_dir / run_id)
+        stack.callback(lock.release)
+        if resuming:
+            lock.acquire()  # refuse a second process before it starts servers or checks anything
         settings, embedded = embedded_llm(args, settings, run_id, resuming, stack)
         preflight_all(settings)
-    except BAD_INPUT as exc:
+        if not resuming:
+            lock.acquire()  # only now may a new run's directory exist
+    except (*BAD_INPUT, RunBusy) as exc:
         print(f"nasloop: error: {exc}", file=sys.stderr)
         return 2
     if embedded is not None:

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from agent.archive import RunArchive
-from sandbox.backends.docker import JOB_LABEL
+from sandbox.backends.docker import JOB_LABEL, OWNER_LABEL
 from tests.integration.agent_cli import ROOT, agent_env, agent_run
 
 pytestmark = pytest.mark.docker
@@ -56,13 +57,12 @@ def llm_url() -> Iterator[str]:
 
 
 def run_env(tmp_path: Path, llm_url: str, **extra: str) -> dict[str, str]:
-    return agent_env(
-        tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=llm_url,
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
-        **extra,
-    )
+    llm = {
+        "NASLOOP_GENERATOR_BASE_URL": llm_url,
+        "NASLOOP_GENERATOR_MODEL": "fake-generator",
+        "NASLOOP_IMPROVER_MODEL": "fake-improver",
+    }
+    return agent_env(tmp_path, **{**llm, **extra})
 
 
 def test_killed_run_resumes_to_an_exact_archive(
@@ -109,7 +109,10 @@ def test_killed_run_resumes_to_an_exact_archive(
         triple = json.loads(row["closed_triple"])
         assert triple["suggestion"] == before["next_suggestion"]
         assert triple["iteration"] == row["iteration"]
-    assert docker_client.containers.list(all=True, filters={"label": JOB_LABEL}) == []
+    # nothing left by either process, not even by the one killed in the middle of a training
+    owners = {f"{socket.gethostname()}:{p.pid}" for p in (first, second)}
+    containers = docker_client.containers.list(all=True, filters={"label": JOB_LABEL})
+    assert [c for c in containers if c.labels.get(OWNER_LABEL) in owners] == []
 
 
 @pytest.mark.parametrize(
@@ -146,3 +149,26 @@ def test_graph_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['__start__', 'generate', 'improve', 'setup', 'train']"
+
+
+def test_a_live_run_is_not_resumed_twice_and_two_runs_share_a_runs_dir(
+    tmp_path: Path, llm_url: str, sandbox_image: str
+) -> None:
+    env = run_env(tmp_path, llm_url)
+    first = agent_run(env, "--run-id", "a", "--iterations", "4", "--json")
+    assert first.stderr is not None
+    for line in first.stderr:
+        if line.startswith("[1/4]"):
+            break
+    duplicate = agent_run(env, "--run-id", "a", "--iterations", "4")
+    _, err = duplicate.communicate(timeout=120)
+    assert duplicate.returncode == 2, err
+    assert "run a is already running" in err and len(err.strip().splitlines()) == 1
+    other = agent_run(env, "--run-id", "b", "--iterations", "2", "--json")
+    out_a, err_a = first.communicate(timeout=600)
+    out_b, err_b = other.communicate(timeout=600)
+    assert (first.returncode, other.returncode) == (0, 0), err_a + err_b
+    assert json.loads(out_a)["iterations"] == 4 and json.loads(out_b)["iterations"] == 2
+    for run_id, n in (("a", 4), ("b", 2)):
+        rows = RunArchive(tmp_path / "runs" / run_id).rows()
+        assert [r["iteration"] for r in rows] == list(range(n))
