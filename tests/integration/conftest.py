@@ -42,3 +42,25 @@ def sandbox_image(docker_client: Any) -> str:
     if info is None or info.missing_mounts():
         build_local(docker_client, DEFAULT_TAG)
     return DEFAULT_TAG
+
+
+@pytest.fixture
+def llm_url() -> Iterator[str]:
+    """Base URL of the test's own OpenAI-compatible server (a separate process) replaying the
+    recorded small-model replies for mnist5k: `fake-generator` and `fake-improver`."""
+    import subprocess
+    import sys
+
+    from tests.fakes import MNIST5K_REPLIES
+    from tests.integration.agent_cli import ROOT
+
+    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0"]
+    server = subprocess.Popen(
+        [*command, "--replies", str(MNIST5K_REPLIES)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    ready = server.stdout.readline().split()
+    assert ready and ready[0] == "READY", ready
+    yield ready[1]
+    server.kill()
+    server.wait()

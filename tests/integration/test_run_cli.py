@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,32 +27,7 @@ from sandbox.backends.docker import JOB_LABEL, OWNER_LABEL
 from tests.integration.agent_cli import ROOT, agent_env, agent_run
 
 pytestmark = pytest.mark.docker
-REPLIES = ROOT / "tests" / "fakes" / "replies" / "mnist5k.json"
 PRECHECKED = {"syntax", "no_net", "no_code"}  # decided without starting a sandbox
-
-
-@pytest.fixture
-def llm_url() -> Iterator[str]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakes.openai_server",
-            "--port",
-            "0",
-            "--replies",
-            str(REPLIES),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    ready = server.stdout.readline().split()
-    assert ready and ready[0] == "READY", ready
-    yield ready[1]
-    server.kill()
-    server.wait()
 
 
 def run_env(tmp_path: Path, llm_url: str, **extra: str) -> dict[str, str]:

@@ -1,0 +1,94 @@
+"""Crash trials: `python -m agent.run` SIGKILLed at random moments, resumed each time.
+
+Kills land wherever the run happens to be: starting up, inside an LLM call, in a training, in an
+archive or checkpoint write. At the end the archive and the checkpoint must agree, the iteration
+count must be exact, and no candidate may be lost, duplicated or trained twice.
+
+CI runs a reduced count; the full trial is the same test with more kills:
+
+    NASLOOP_TEST_CRASH_TRIALS=20 python -m pytest tests/integration/test_crash_trials.py
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from agent.archive import RunArchive
+from graphs.nas import build_graph
+from tests.integration.agent_cli import agent_env, agent_run
+
+pytestmark = pytest.mark.docker
+TRIALS = int(os.environ.get("NASLOOP_TEST_CRASH_TRIALS", "6"))
+ITERATIONS = 12
+PRECHECKED = {"syntax", "no_net", "no_code"}
+
+
+def checkpoint_state(run_dir: Path) -> dict[str, Any]:
+    with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
+        graph = build_graph(checkpointer=saver)
+        snapshot = graph.get_state({"configurable": {"thread_id": run_dir.name}})
+        return dict(snapshot.values)
+
+
+def test_random_sigkills_lose_nothing(tmp_path: Path, llm_url: str, sandbox_image: str) -> None:
+    env = agent_env(
+        tmp_path,
+        NASLOOP_GENERATOR_BASE_URL=llm_url,
+        NASLOOP_GENERATOR_MODEL="fake-generator",
+        NASLOOP_IMPROVER_MODEL="fake-improver",
+        NASLOOP_TRAIN_LIMIT="300",
+    )
+    args = ("--run-id", "crash", "--iterations", str(ITERATIONS), "--json")
+    rng = random.Random(os.environ.get("NASLOOP_TEST_CRASH_SEED", "7"))
+    kills = 0
+    while kills < TRIALS:
+        proc = agent_run(env, *args)
+        # start-up (imports, preflight, sandbox check) takes ~4-6 s; then ~1-3 s per candidate
+        time.sleep(rng.uniform(3.0, 12.0))
+        if proc.poll() is not None:  # finished before the kill: the run is complete
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    final = agent_run(env, *args)
+    out, err = final.communicate(timeout=900)
+    assert final.returncode == 0, err
+    assert "Traceback" not in err
+    summary = json.loads(out)
+    assert summary["iterations"] == ITERATIONS
+    assert kills >= min(TRIALS, 3), "the run finished before enough kills: raise ITERATIONS"
+
+    run_dir = tmp_path / "runs" / "crash"
+    rows = RunArchive(run_dir).rows()
+    assert [r["iteration"] for r in rows] == list(range(ITERATIONS))  # none lost or duplicated
+    trained = collections.Counter(
+        r["code_hash"] for r in rows if not r["cached"] and r["kind"] not in PRECHECKED
+    )
+    assert max(trained.values(), default=0) <= 1, trained  # never trained twice
+    with sqlite3.connect(tmp_path / "runs" / "eval_cache.sqlite") as cache:
+        cached_hashes = {h for (h,) in cache.execute("SELECT code_hash FROM results")}
+    # every sandboxed candidate's result is in the cache, so a later resume can never retrain it
+    assert {r["code_hash"] for r in rows if r["kind"] not in PRECHECKED} <= cached_hashes
+
+    # the checkpoint and the archive tell the same story
+    state = checkpoint_state(run_dir)
+    ok_rows = [r for r in rows if r["status"] == "ok"]
+    assert state["iteration"] == ITERATIONS
+    assert state["ok_count"] == len(ok_rows)
+    best = max(ok_rows, key=lambda r: r["val_accuracy"])
+    assert state["best"]["result"]["val_accuracy"] == best["val_accuracy"]
+    assert state["last"]["iteration"] == ITERATIONS - 1
+    for triple in state["window"]:
+        row = rows[triple["iteration"]]
+        assert json.loads(row["closed_triple"]) == triple
