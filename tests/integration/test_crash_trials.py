@@ -30,7 +30,8 @@ from tests.integration.agent_cli import agent_env, agent_run
 
 pytestmark = pytest.mark.docker
 TRIALS = int(os.environ.get("NASLOOP_TEST_CRASH_TRIALS", "6"))
-ITERATIONS = 12
+# up to ~3 candidates of progress per kill: enough iterations that every kill lands mid-run
+ITERATIONS = 12 + 3 * TRIALS
 PRECHECKED = {"syntax", "no_net", "no_code"}
 
 
@@ -67,7 +68,8 @@ def test_random_sigkills_lose_nothing(tmp_path: Path, llm_url: str, sandbox_imag
     assert "Traceback" not in err
     summary = json.loads(out)
     assert summary["iterations"] == ITERATIONS
-    assert kills >= min(TRIALS, 3), "the run finished before enough kills: raise ITERATIONS"
+    print(f"crash trials: {kills} SIGKILLs over {ITERATIONS} iterations")
+    assert kills == TRIALS, f"the run finished after {kills} kills: raise ITERATIONS"
 
     run_dir = tmp_path / "runs" / "crash"
     rows = RunArchive(run_dir).rows()
