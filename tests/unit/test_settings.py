@@ -65,3 +65,37 @@ def test_every_setting_is_documented_in_env_example() -> None:
     names += ["NASLOOP_LLAMA_SERVER", "NASLOOP_LLAMA_CMAKE_ARGS"]
     missing = [n for n in names if f"{n}=" not in text]
     assert missing == []
+
+
+def _bad_value(annotation: object) -> str | None:
+    """A value the field's type refuses, or None for free-text fields (paths, names, URLs)."""
+    import typing
+
+    options = [a for a in typing.get_args(annotation) if a is not type(None)]
+    kinds = options or [annotation]
+    if all(isinstance(k, str) for k in kinds):  # a Literal
+        return "not-an-option"
+    if bool in kinds:
+        return "maybe"
+    if int in kinds or float in kinds:
+        return "lots"
+    return None
+
+
+def test_every_setting_refuses_a_bad_value_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.settings import Settings, load_settings
+
+    checked = 0
+    for name, field in Settings.model_fields.items():
+        bad = _bad_value(field.annotation)
+        if bad is None:
+            continue
+        variable = f"NASLOOP_{name.upper()}"
+        monkeypatch.setenv(variable, bad)
+        with pytest.raises(SettingsError) as err:
+            load_settings()
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"{variable}="), message
+        monkeypatch.delenv(variable)
+        checked += 1
+    assert checked >= 30  # all numeric, boolean and choice settings
