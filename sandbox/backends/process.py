@@ -168,15 +168,15 @@ class ProcessBackend:
     def _argv(self, job: Job, cgroup: Cgroup | None) -> list[str]:
         limits = job.limits
         fsize = max(limits.scratch_mb, 256) * 2**20
-        prlimit = [
-            "prlimit",
-            f"--nproc={limits.pids}",
-            "--core=0",
-            f"--fsize={fsize}",
-        ]
-        if cgroup is None and not limits.gpus:
-            # No cgroup: bound the address space instead (too coarse for CUDA, fine on CPU).
-            prlimit.append(f"--as={limits.memory_mb * 2**20}")
+        prlimit = ["prlimit", "--core=0", f"--fsize={fsize}"]
+        if cgroup is None:
+            # RLIMIT_NPROC counts every process of the uid on the host, so two jobs at once share
+            # it (one job's fork bomb starves the other): only a fallback when no cgroup's
+            # per-job pids.max holds.
+            prlimit.append(f"--nproc={limits.pids}")
+            if not limits.gpus:
+                # No cgroup: bound the address space instead (too coarse for CUDA, fine on CPU).
+                prlimit.append(f"--as={limits.memory_mb * 2**20}")
         prlimit.append("--")
         drop = []
         if self.root:
