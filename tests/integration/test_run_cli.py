@@ -129,12 +129,13 @@ def test_a_live_run_is_not_resumed_twice_and_two_runs_share_a_runs_dir(
     tmp_path: Path, llm_url: str, sandbox_image: str
 ) -> None:
     env = run_env(tmp_path, llm_url)
-    first = agent_run(env, "--run-id", "a", "--iterations", "4", "--json")
+    # long enough that it is still running when the duplicate has started (a few seconds)
+    first = agent_run(env, "--run-id", "a", "--iterations", "24", "--json")
     assert first.stderr is not None
     for line in first.stderr:
-        if line.startswith("[1/4]"):
+        if line.startswith("[1/24]"):
             break
-    duplicate = agent_run(env, "--run-id", "a", "--iterations", "4")
+    duplicate = agent_run(env, "--run-id", "a", "--iterations", "24")
     _, err = duplicate.communicate(timeout=120)
     assert duplicate.returncode == 2, err
     assert "run a is already running" in err and len(err.strip().splitlines()) == 1
@@ -142,7 +143,7 @@ def test_a_live_run_is_not_resumed_twice_and_two_runs_share_a_runs_dir(
     out_a, err_a = first.communicate(timeout=600)
     out_b, err_b = other.communicate(timeout=600)
     assert (first.returncode, other.returncode) == (0, 0), err_a + err_b
-    assert json.loads(out_a)["iterations"] == 4 and json.loads(out_b)["iterations"] == 2
-    for run_id, n in (("a", 4), ("b", 2)):
+    assert json.loads(out_a)["iterations"] == 24 and json.loads(out_b)["iterations"] == 2
+    for run_id, n in (("a", 24), ("b", 2)):
         rows = RunArchive(tmp_path / "runs" / run_id).rows()
         assert [r["iteration"] for r in rows] == list(range(n))
