@@ -57,7 +57,3 @@ class ResultCache:
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
                 (self.key(code_hash, fingerprint), code_hash, json.dumps(result), time.time()),
             )
-
-    def __len__(self) -> int:
-        with self._connect() as db:
-            return int(db.execute("SELECT COUNT(*) FROM results").fetchone()[0])

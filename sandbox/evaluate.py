@@ -164,7 +164,7 @@ class Evaluator:
             acc = accuracy(predictions, self.dataset.val_labels())
         except InvalidPredictions as exc:
             return new_result("runtime", f"the run reported success but {exc}", digest)
-        timings = report.get("timings") if isinstance(report.get("timings"), dict) else {}
+        timings = report.get("timings")
         train_s = timings.get("train_s") if isinstance(timings, dict) else None
         return new_result(
             "ok",
