@@ -8,17 +8,15 @@ computed here against validation labels that never left the host.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from sandbox.backends.base import Backend, Job, Limits, RunOutcome
+from sandbox.backends.workdir import bound_out_dir, make_job_dir, remove_job_dir
 from sandbox.cache import ResultCache
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
@@ -28,8 +26,6 @@ from sandbox.settings import SandboxSettings
 
 RUNNER = Path(__file__).with_name("runner.py")
 MAX_REPORT_BYTES = 1 * 2**20
-# Source name of the tmpfs mounted on a job's out dir, followed by the mounting process's pid.
-OUT_MOUNT_SOURCE = "nasloop-out-"
 
 
 class Evaluator:
@@ -86,19 +82,14 @@ class Evaluator:
         if self.precheck and (problem := static_problem(code)):
             return new_result(problem[0], problem[1], digest, **labels)
         started = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix="nasloop-job-"))
-        bounded = False
+        work = make_job_dir()
         try:
             job = self._write_job(work, code)
-            bounded = bound_out_dir(job.out_dir, self.limits.scratch_mb)
+            bound_out_dir(job.out_dir, self.limits.scratch_mb)
             outcome = self.backend.run(job)
             result = self._interpret(outcome, job.out_dir, digest)
         finally:
-            if bounded:
-                subprocess.run(
-                    ["umount", "-l", str(work / "out")], capture_output=True, check=False
-                )
-            shutil.rmtree(work, ignore_errors=True)
+            remove_job_dir(work)
         result.update(labels)  # type: ignore[typeddict-item]
         result["wall_seconds"] = time.monotonic() - started
         return result
@@ -175,46 +166,6 @@ class Evaluator:
             flops=_int_or_none(report.get("flops")),
             train_seconds=float(train_s) if isinstance(train_s, int | float) else None,
         )
-
-
-def bound_out_dir(out_dir: Path, size_mb: int) -> bool:
-    """Put a size-limited tmpfs on the job's out dir; True when it is mounted (root only).
-
-    The out dir is the one host directory a candidate may write to: without a bound, a candidate
-    writing in a loop fills the host's disk (the scratch and the logs are bounded; this is not,
-    and an rlimit on file size bounds one file, not how many). Its pages are charged to the
-    writer's memory cgroup, so the job's memory limit bounds it too. Where mounting is not
-    possible (not root, not Linux), the out dir stays a plain directory.
-    """
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        return False
-    reap_out_mounts()
-    options = f"size={max(size_mb, 16)}m,mode=0755,nosuid,nodev"
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, f"{OUT_MOUNT_SOURCE}{os.getpid()}", str(out_dir)],
-        capture_output=True,
-        check=False,
-    )
-    return done.returncode == 0
-
-
-def reap_out_mounts() -> None:
-    """Unmount out-dir tmpfs mounts left by an evaluator killed before its `finally` ran.
-
-    Each mount's source names the pid that made it; one whose process is gone is stale.
-    """
-    try:
-        lines = Path("/proc/self/mounts").read_text().splitlines()
-    except OSError:
-        return
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 2 or not fields[0].startswith(OUT_MOUNT_SOURCE):
-            continue
-        pid = fields[0][len(OUT_MOUNT_SOURCE) :]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            target = fields[1].replace("\\040", " ")
-            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
 
 
 def read_report(path: Path) -> dict[str, Any] | None:

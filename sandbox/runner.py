@@ -288,6 +288,16 @@ def pick_device(cfg: dict[str, Any]) -> torch.device:
     return torch.device(want)
 
 
+def setup_device(cfg: dict[str, Any]) -> torch.device:
+    """The training device, with its per-process settings applied before anything is allocated."""
+    device = pick_device(cfg)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(cfg["cudnn_benchmark"])
+        if cfg["gpu_memory_fraction"]:
+            torch.cuda.set_per_process_memory_fraction(float(cfg["gpu_memory_fraction"]))
+    return device
+
+
 def load_data(data_dir: str, name: str) -> torch.Tensor:
     tensor: torch.Tensor = torch.load(os.path.join(data_dir, name), weights_only=True, mmap=True)
     return tensor
@@ -383,12 +393,8 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
         cfg = {**DEFAULTS, **json.load(f)}
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
-    device = pick_device(cfg)
+    device = setup_device(cfg)
     report["device"] = str(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(cfg["cudnn_benchmark"])
-        if cfg["gpu_memory_fraction"]:
-            torch.cuda.set_per_process_memory_fraction(float(cfg["gpu_memory_fraction"]))
     torch.manual_seed(cfg["seed"])
     timings = report["timings"]
 

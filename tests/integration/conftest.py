@@ -6,7 +6,9 @@ go green without having exercised the sandbox.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +44,40 @@ def sandbox_image(docker_client: Any) -> str:
     if info is None or info.missing_mounts():
         build_local(docker_client, DEFAULT_TAG)
     return DEFAULT_TAG
+
+
+@pytest.fixture
+def nothing_left_behind(docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """After the test, nothing of this process's sandbox jobs may remain on the host: no
+    container, no sandbox-uid process, no cgroup, no job dir, no out-dir mount.
+
+    Owner-scoped (see tests/integration/leftovers.py), so that a concurrent test run's jobs on
+    the same machine never fail this test, nor ours theirs.
+    """
+    from sandbox.backends.cgroup import Cgroup
+    from tests.integration import leftovers
+
+    ours: list[str] = []  # names of the cgroups this process made
+    create = Cgroup.create.__func__  # type: ignore[attr-defined]
+
+    def recording_create(cls: type[Cgroup], *args: Any, **kwargs: Any) -> Cgroup | None:
+        group: Cgroup | None = create(cls, *args, **kwargs)
+        if group is not None:
+            ours.extend(d.name for d in group.dirs)
+        return group
+
+    monkeypatch.setattr(Cgroup, "create", classmethod(recording_create))
+    yield
+    assert leftovers.our_containers(docker_client) == [], "a sandbox container was left behind"
+    procs = leftovers.our_sandbox_processes(docker_client, ours)
+    if procs:  # a process seen in the instant between two jobs of another run: look again
+        time.sleep(2)
+        procs = leftovers.our_sandbox_processes(docker_client, ours)
+    assert procs == [], "a sandbox process was left running"
+    groups = [g for g in Path("/sys/fs/cgroup").glob("**/nasloop-*") if g.name in ours]
+    assert groups == [], f"cgroups left behind: {groups}"
+    assert leftovers.our_out_mounts() == [], "an out-dir tmpfs was left mounted"
+    assert leftovers.our_job_dirs() == [], "a job dir was left behind"
 
 
 @pytest.fixture

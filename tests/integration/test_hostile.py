@@ -1,7 +1,7 @@
 """The hostile-candidate corpus (issue 5): programs that attack the sandbox, through both backends.
 
 Each case must be stopped within its limit, classified, reported with a useful message, and leave
-the host as it was: nothing running (the autouse check from test_train_candidate), no file owned
+the host as it was: nothing of its jobs left (the `nothing_left_behind` fixture), no file owned
 by a sandbox uid in the host's usual places, no byte received by a listener on the host. The last
 test trains a normal candidate to show that the sandbox still works after all of it.
 """
@@ -13,7 +13,6 @@ import resource
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,19 +21,16 @@ from typing import Any
 import pytest
 
 from sandbox.backends.base import LOG_TAIL_BYTES, Backend, Limits
-from sandbox.backends.cgroup import Cgroup
-from sandbox.backends.docker import OWNER_LABEL, _owner
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
+from tests.integration.leftovers import SANDBOX_UIDS
 from tests.integration.test_train_candidate import (
-    SANDBOX_UIDS,
     TRAIN,
     backend,  # noqa: F401  (fixture, parametrized over docker and process)
-    sandbox_processes,
     source,
 )
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
 # A small training subset: these cases are about containment, not learning.
 QUICK = {**TRAIN, "train_limit": 512}
@@ -77,60 +73,6 @@ def outcome(result: dict[str, Any]) -> str:
 
 
 # --- host-side checks ------------------------------------------------------------------------
-
-
-def _foreign_containers(client: Any) -> set[str]:
-    """Ids of running sandbox containers started by another process (a concurrent test run)."""
-    found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
-    return {c.id for c in found if c.labels.get(OWNER_LABEL) != _owner()}
-
-
-def _cgroup_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return ""
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind(docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """test_train_candidate's check, made exact where other test runs share this machine.
-
-    Our containers carry our owner label; our cgroups are the ones Cgroup.create made in this
-    process. A sandbox-uid process counts against us unless it lives in another owner's
-    container or in a nasloop cgroup that is not ours (a concurrent run's job).
-    """
-    ours: list[str] = []
-    create = Cgroup.create.__func__  # type: ignore[attr-defined]
-
-    def recording_create(cls: type[Cgroup], *args: Any, **kwargs: Any) -> Cgroup | None:
-        group: Cgroup | None = create(cls, *args, **kwargs)
-        if group is not None:
-            ours.extend(d.name for d in group.dirs)
-        return group
-
-    monkeypatch.setattr(Cgroup, "create", classmethod(recording_create))
-    yield
-    mine = docker_client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={_owner()}"})
-    assert mine == [], "a sandbox container was left behind"
-
-    def ours_still_running() -> list[int]:
-        foreign = _foreign_containers(docker_client)
-        found = []
-        for pid in sandbox_processes():
-            where = _cgroup_of(pid)
-            in_foreign_job = "nasloop-" in where and not any(name in where for name in ours)
-            if not in_foreign_job and not any(cid in where for cid in foreign):
-                found.append(pid)
-        return found
-
-    procs = ours_still_running()
-    if procs:  # a process seen in the instant between two jobs of another run: look again
-        time.sleep(2)
-        procs = ours_still_running()
-    assert procs == [], "a sandbox process was left running"
-    groups = [g for g in Path("/sys/fs/cgroup").glob("**/nasloop-*") if g.name in ours]
-    assert groups == [], f"cgroups left behind: {groups}"
 
 
 def host_places(data: PreparedDataset) -> list[Path]:

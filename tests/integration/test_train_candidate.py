@@ -1,7 +1,8 @@
 """Real candidates, trained for real, through both sandbox backends (Docker and process).
 
-Every failure class comes from a program that really fails that way; after each test nothing may
-be left running: no container, no process of the sandbox uids, no cgroup.
+Every failure class comes from a program that really fails that way; after each test nothing of
+its jobs may be left on the host: no container, no process of the sandbox uids, no cgroup, no job
+dir, no mount (the `nothing_left_behind` fixture in conftest.py).
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sandbox.backends.base import Backend, Limits
-from sandbox.backends.docker import JOB_LABEL, DockerBackend
-from sandbox.backends.process import SANDBOX_UID, ProcessBackend
+from sandbox.backends.docker import DockerBackend
+from sandbox.backends.process import ProcessBackend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 
 CANDIDATES = Path(__file__).parent.parent / "candidates"
-SANDBOX_UIDS = {SANDBOX_UID, 65534}
 # Enough steps for a small CNN to learn something on 3,600 MNIST-5k images in a few seconds.
 TRAIN = {"batch_size": 32, "lr": 0.01, "threads": 2}
 LIMITS = Limits(timeout_s=90, memory_mb=2048, pids=128, scratch_mb=64)
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
 
 def source(name: str) -> str:
@@ -40,28 +40,6 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "docker":
         return DockerBackend(image=request.getfixturevalue("sandbox_image"))
     return ProcessBackend()
-
-
-def sandbox_processes() -> list[int]:
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            uid_line = next(ln for ln in status.read_text().splitlines() if ln.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue
-        if int(uid_line.split()[1]) in SANDBOX_UIDS:
-            pids.append(int(status.parent.name))
-    return pids
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind(docker_client: Any) -> Any:
-    yield
-    containers = docker_client.containers.list(all=True, filters={"label": JOB_LABEL})
-    assert containers == [], "a sandbox container was left behind"
-    assert sandbox_processes() == [], "a sandbox process was left running"
-    groups = list(Path("/sys/fs/cgroup").glob("**/nasloop-*"))
-    assert groups == [], f"cgroups left behind: {groups}"
 
 
 def evaluate(backend: Backend, data: PreparedDataset, name: str, **kw: Any) -> dict[str, Any]:

@@ -1,0 +1,73 @@
+"""What a sandboxed job may leave on the host, and which of it belongs to this test process.
+
+Several test runs may share this machine (and its Docker engine), so checks are owner-scoped:
+our containers carry our owner label, our cgroups are the ones Cgroup.create made in this
+process, our job dirs and out-dir mounts carry our pid. See the `nothing_left_behind` fixture in
+conftest.py, which both sandbox test files use.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sandbox.backends.docker import OWNER_LABEL, _owner
+from sandbox.backends.process import SANDBOX_UID
+from sandbox.backends.workdir import JOB_DIR_PREFIX, OUT_MOUNT_SOURCE, mounts
+
+SANDBOX_UIDS = {SANDBOX_UID, 65534}  # the process backend's uid and the Docker backend's
+
+
+def sandbox_processes() -> list[int]:
+    """Every process on the host running as a sandbox uid, whoever started its job."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            uid_line = next(ln for ln in status.read_text().splitlines() if ln.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(uid_line.split()[1]) in SANDBOX_UIDS:
+            pids.append(int(status.parent.name))
+    return pids
+
+
+def foreign_containers(client: Any) -> set[str]:
+    """Ids of sandbox containers started by another process (a concurrent test run)."""
+    found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+    return {c.id for c in found if c.labels.get(OWNER_LABEL) != _owner()}
+
+
+def our_containers(client: Any) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={_owner()}"}))
+
+
+def cgroup_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
+
+
+def our_sandbox_processes(client: Any, our_cgroups: list[str]) -> list[int]:
+    """Sandbox-uid processes that are not provably another owner's: not in another owner's
+    container, nor in a nasloop cgroup that this process did not make (a concurrent run's job)."""
+    foreign = foreign_containers(client)
+    found = []
+    for pid in sandbox_processes():
+        where = cgroup_of(pid)
+        in_foreign_job = "nasloop-" in where and not any(name in where for name in our_cgroups)
+        if not in_foreign_job and not any(cid in where for cid in foreign):
+            found.append(pid)
+    return found
+
+
+def our_job_dirs() -> list[Path]:
+    """Job dirs this process made that are still there (the evaluator deletes each in `finally`)."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"{JOB_DIR_PREFIX}{os.getpid()}-*"))
+
+
+def our_out_mounts() -> list[str]:
+    """Out-dir tmpfs mounts this process made that are still mounted."""
+    return [target for source, target in mounts() if source == f"{OUT_MOUNT_SOURCE}{os.getpid()}"]
