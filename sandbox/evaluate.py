@@ -206,7 +206,9 @@ def evaluator_from_settings(settings: SandboxSettings, announce: bool = True) ->
         scratch_mb=settings.scratch_mb,
         gpus=settings.gpu_ids(),
     )
-    backend = make_backend(settings.sandbox, settings.image, announce=announce)
+    backend = make_backend(
+        settings.sandbox, settings.image, announce=announce, warm=settings.warm_worker
+    )
     cache = ResultCache(settings.runs_dir / "eval_cache.sqlite")
     return Evaluator(dataset, backend, settings.train_config(), limits, cache)
 

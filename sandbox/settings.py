@@ -38,6 +38,9 @@ class SandboxSettings(BaseSettings):
         "auto", description="docker when an engine answers (auto), or the process backend"
     )
     image: str = Field("nasloop-sandbox:latest", description="Docker image for the docker backend")
+    warm_worker: bool = Field(
+        True, description="docker: one warm container, each candidate a fresh forked process"
+    )
     timeout_s: float = Field(1800.0, gt=0, description="wall-time limit per candidate, seconds")
     memory_mb: int = Field(8192, ge=256, description="memory limit per candidate, MiB")
     pids_limit: int = Field(256, ge=16, description="process/thread limit per candidate")

@@ -100,3 +100,13 @@ def llm_url() -> Iterator[str]:
     yield ready[1]
     server.kill()
     server.wait()
+
+
+@pytest.fixture(scope="session")
+def warm_backend(sandbox_image: str) -> Iterator[Any]:
+    """One warm container for the whole session: jobs follow each other in it, as in a search."""
+    from sandbox.backends.warm import WarmDockerBackend
+
+    warm = WarmDockerBackend(image=sandbox_image)
+    yield warm
+    warm.close()

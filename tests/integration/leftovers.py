@@ -15,9 +15,15 @@ from typing import Any
 
 from sandbox.backends.docker import OWNER_LABEL, _owner
 from sandbox.backends.process import SANDBOX_UID
+from sandbox.backends.warm import WARM_LABEL, WARM_UID_MIN
 from sandbox.backends.workdir import JOB_DIR_PREFIX, OUT_MOUNT_SOURCE, mounts
 
 SANDBOX_UIDS = {SANDBOX_UID, 65534}  # the process backend's uid and the Docker backend's
+
+
+def is_sandbox_uid(uid: int) -> bool:
+    """A uid only sandboxed jobs run as: the fixed ones, or a warm pool's per-job range."""
+    return uid in SANDBOX_UIDS or uid >= WARM_UID_MIN
 
 
 def sandbox_processes() -> list[int]:
@@ -28,7 +34,7 @@ def sandbox_processes() -> list[int]:
             uid_line = next(ln for ln in status.read_text().splitlines() if ln.startswith("Uid:"))
         except (OSError, StopIteration):
             continue
-        if int(uid_line.split()[1]) in SANDBOX_UIDS:
+        if is_sandbox_uid(int(uid_line.split()[1])):
             pids.append(int(status.parent.name))
     return pids
 
@@ -40,7 +46,10 @@ def foreign_containers(client: Any) -> set[str]:
 
 
 def our_containers(client: Any) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={_owner()}"}))
+    """Our containers, but for warm pools: those live as long as their backend, by design (the
+    jobs inside them are checked by uid, and test_warm_pool_is_removed_on_close checks closing)."""
+    found = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={_owner()}"})
+    return [c for c in found if WARM_LABEL not in c.labels]
 
 
 def cgroup_of(pid: int) -> str:

@@ -23,7 +23,7 @@ import pytest
 from sandbox.backends.base import LOG_TAIL_BYTES, Backend, Limits
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-from tests.integration.leftovers import SANDBOX_UIDS
+from tests.integration.leftovers import is_sandbox_uid
 from tests.integration.test_train_candidate import (
     TRAIN,
     backend,  # noqa: F401  (fixture, parametrized over docker and process)
@@ -94,7 +94,7 @@ def sandbox_owned_files(places: list[Path]) -> list[Path]:
             continue
         for entry in entries:
             try:
-                if entry.stat(follow_symlinks=False).st_uid in SANDBOX_UIDS:
+                if is_sandbox_uid(entry.stat(follow_symlinks=False).st_uid):
                     found.append(Path(entry.path))
             except OSError:
                 continue

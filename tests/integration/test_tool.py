@@ -35,7 +35,8 @@ def test_the_tool_takes_only_code() -> None:
 def test_invoke_trains_in_docker_and_caches(quick_settings: Path) -> None:
     code = REFERENCE_NET.read_text()
     first = train_candidate.invoke({"code": code})
-    assert (first["status"], first["backend"], first["dataset"]) == ("ok", "docker", "mnist5k")
+    assert (first["status"], first["dataset"]) == ("ok", "mnist5k")
+    assert first["backend"] == "docker-warm"  # the default: a warm container
     assert 0.0 <= first["val_accuracy"] <= 1.0 and first["params"] > 0
     again = train_candidate.invoke({"code": "# reformatted\n" + code})
     assert again["cached"] is True and again["code_hash"] == first["code_hash"]
@@ -85,6 +86,7 @@ def test_auto_sandbox_prefers_docker_and_falls_back_loudly(
     from sandbox.backends.select import make_backend
 
     assert make_backend("auto", sandbox_image).name == "docker"
+    assert make_backend("auto", sandbox_image, warm=True).name == "docker-warm"
     monkeypatch.setenv("DOCKER_HOST", "unix:///nope")
     assert make_backend("auto", sandbox_image).name == "process"
     last = capsys.readouterr().err.strip().splitlines()[-1]

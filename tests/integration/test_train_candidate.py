@@ -1,4 +1,5 @@
-"""Real candidates, trained for real, through both sandbox backends (Docker and process).
+"""Real candidates, trained for real, through every sandbox backend (Docker per job, warm Docker,
+process).
 
 Every failure class comes from a program that really fails that way; after each test nothing of
 its jobs may be left on the host: no container, no process of the sandbox uids, no cgroup, no job
@@ -20,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from sandbox.backends.base import Backend, Limits
 from sandbox.backends.docker import DockerBackend
 from sandbox.backends.process import ProcessBackend
+from sandbox.backends.warm import WarmDockerBackend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 
@@ -35,10 +37,13 @@ def source(name: str) -> str:
     return (CANDIDATES / f"{name}.py").read_text()
 
 
-@pytest.fixture(params=["docker", "process"])
+@pytest.fixture(params=["docker", "docker-warm", "process"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "docker":
         return DockerBackend(image=request.getfixturevalue("sandbox_image"))
+    if request.param == "docker-warm":
+        warm: WarmDockerBackend = request.getfixturevalue("warm_backend")
+        return warm
     return ProcessBackend()
 
 

@@ -1,0 +1,326 @@
+"""The warm Docker backend: one long-lived container per dataset and GPUs, a process per job.
+
+A per-job container pays, before a candidate's first step, a container start (~0.3 s), an
+interpreter start and torch import (~2 s) and torch._dynamo's import (~1 s, pulled in by a lazy
+module or the FLOP count). On a GPU that is about as long as the one-epoch evaluation itself.
+Here the container and sandbox/worker.py inside it stay up; each job is a fork of a process that
+has already imported all of that, confined before the candidate runs (its own uid without
+capabilities, its own session, rlimits, an empty environment, a private scratch; see
+sandbox/worker.py), and every process of that uid is killed when the job ends.
+
+The container is closed like the per-job one (no network, read-only root, data read-only, tmpfs
+scratch, memory with no swap, a pid limit, no-new-privileges, the job's GPUs only, an
+environment built from nothing) except for who it runs as: root inside it, with only the SETUID,
+SETGID and KILL capabilities, which the worker needs to give each job its own uid and to clear
+it afterwards. Jobs reach it through a pool directory on the host: `jobs/` (read-only inside) and
+`status/` (written only by the worker's root; a job's uid cannot write there, so a candidate
+cannot forge its own outcome). Nothing from the job's out dir crosses over but two result files,
+size-capped, which the host then scores as always.
+
+Memory: the container's limit is the job's limit plus WORKER_MEMORY_MB for the worker itself;
+every job volunteers as the OOM killer's first victim, so an OOM ends the job, not the worker. A
+worker that dies anyway (or stops answering) is replaced before the next job.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import random
+import secrets
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import requests.exceptions
+from docker.types import DeviceRequest, Mount, Ulimit
+
+from sandbox.backends.base import DATA_MOUNT, SCRATCH_MOUNT, BackendUnavailable, Job, RunOutcome
+from sandbox.backends.docker import (
+    _LOG_CONFIG,
+    JOB_LABEL,
+    OWNER_LABEL,
+    DockerBackend,
+    _let_others_read,
+    _one_line,
+    _owner,
+    _unreachable,
+)
+from sandbox.image import DEFAULT_TAG
+
+log = logging.getLogger(__name__)
+
+WORKER = Path(__file__).resolve().parents[1] / "worker.py"
+RUNNER = Path(__file__).resolve().parents[1] / "runner.py"
+WARM_LABEL = "nasloop.warm"  # on every warm container, besides the per-job container's labels
+# Each pool draws its job uids from [base, base + 1000) with a random base at or above this.
+WARM_UID_MIN = 200_000
+POOL_MOUNT = "/pool"
+RUNTIME_MOUNT = "/runtime"
+OUT_TMPFS = "/outs"  # not /out: a tmpfs on a dir the image has keeps that dir's mode
+WORKER_MEMORY_MB = 1024  # the worker's own share: an imported torch, page cache of the data
+WORKER_PIDS = 64  # the worker's threads and its short-lived helpers
+START_TIMEOUT_S = 120.0  # container start + torch import, on a slow disk
+GRACE_S = 30.0  # past a job's limit, the worker has this long to report before we replace it
+POLL_S = 0.01
+FSIZE_BYTES = 256 * 2**20  # the largest file a job may write (its out dir and scratch are tmpfs)
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """What a warm container is fixed to: a job with a different key gets a new container."""
+
+    data_dir: str
+    memory_mb: int
+    pids: int
+    scratch_mb: int
+    gpus: tuple[str, ...]
+
+
+class WarmPool:
+    """One warm container and its host-side directories."""
+
+    def __init__(
+        self, key: PoolKey, container: Any, root: Path, uid_base: int, env: dict[str, str]
+    ) -> None:
+        self.key = key
+        self.env = env  # every job's environment, built from nothing
+        self.container = container
+        self.root = root
+        self.uid_base = uid_base
+        self.next_job = 0
+
+    @property
+    def jobs(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "status"
+
+
+class WarmDockerBackend(DockerBackend):
+    name = "docker-warm"
+
+    def __init__(self, image: str = DEFAULT_TAG, client: Any = None) -> None:
+        super().__init__(image=image, client=client)
+        self._pool: WarmPool | None = None
+        atexit.register(self.close)
+
+    # --- the pool ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove the warm container and its pool directory (also run at interpreter exit)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        with contextlib.suppress(Exception):
+            pool.container.remove(force=True, v=True)
+        shutil.rmtree(pool.root, ignore_errors=True)
+
+    def _pool_for(self, job: Job) -> WarmPool:
+        limits = job.limits
+        key = PoolKey(
+            str(job.data_dir.resolve()),
+            limits.memory_mb,
+            limits.pids,
+            limits.scratch_mb,
+            limits.gpus,
+        )
+        pool = self._pool
+        if pool is not None and (pool.key != key or not self._running(pool)):
+            self.close()
+            pool = None
+        if pool is None:
+            pool = self._pool = self._start(key)
+        return pool
+
+    @staticmethod
+    def _running(pool: WarmPool) -> bool:
+        try:
+            pool.container.reload()
+        except docker.errors.DockerException:
+            return False
+        return bool(pool.container.status == "running")
+
+    def _start(self, key: PoolKey) -> WarmPool:
+        client = self._connect()
+        info, image_env = self._image_info(client)
+        _let_others_read(Path(key.data_dir))
+        root = Path(f"/tmp/nasloop-warm-{os.getpid()}-{secrets.token_hex(4)}")
+        for sub in ("jobs", "status", "runtime"):
+            (root / sub).mkdir(parents=True)
+        root.chmod(0o755)
+        for sub in ("jobs", "status", "runtime"):
+            (root / sub).chmod(0o755)  # root-owned: a job's uid reads, never writes
+        for source in (WORKER, RUNNER):
+            shutil.copyfile(source, root / "runtime" / source.name)
+            (root / "runtime" / source.name).chmod(0o644)
+        scratch = f"rw,nosuid,nodev,size={key.scratch_mb}m,mode=1777"
+        name = f"nasloop-warm-{uuid.uuid4().hex[:8]}"
+
+        def bind(source: str, target: str, read_only: bool) -> Mount:
+            return Mount(target=target, source=source, type="bind", read_only=read_only)
+
+        mounts = [
+            *(bind(p, p, True) for p in info.host_mounts),
+            bind(str(root / "runtime"), RUNTIME_MOUNT, True),
+            bind(str(root / "jobs"), f"{POOL_MOUNT}/jobs", True),
+            bind(str(root / "status"), f"{POOL_MOUNT}/status", False),
+            bind(key.data_dir, DATA_MOUNT, True),
+        ]
+        device_requests = (
+            [DeviceRequest(device_ids=list(key.gpus), capabilities=[["gpu"]])] if key.gpus else None
+        )
+        memory = f"{key.memory_mb + WORKER_MEMORY_MB}m"
+        container: Any = None
+        try:
+            container = client.containers.create(
+                self.image,
+                command=[info.python, "-I", "-B", f"{RUNTIME_MOUNT}/worker.py"],
+                name=name,
+                labels={
+                    JOB_LABEL: name,
+                    "nasloop.container": name,
+                    OWNER_LABEL: _owner(),
+                    WARM_LABEL: "1",
+                },
+                user="0:0",
+                environment=self._worker_environment(key, image_env),
+                working_dir=SCRATCH_MOUNT,
+                network_mode="none",
+                read_only=True,
+                mounts=mounts,
+                tmpfs={SCRATCH_MOUNT: scratch, OUT_TMPFS: scratch, "/dev/shm": scratch},
+                mem_limit=memory,
+                memswap_limit=memory,
+                pids_limit=key.pids + WORKER_PIDS,
+                cap_drop=["ALL"],
+                cap_add=["SETUID", "SETGID", "KILL"],
+                security_opt=["no-new-privileges"],
+                ipc_mode="private",
+                ulimits=[Ulimit(name="core", soft=0, hard=0)],
+                device_requests=device_requests,
+                log_config=_LOG_CONFIG,
+                hostname="sandbox",
+                detach=True,
+            )
+            container.start()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            if container is not None:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True, v=True)
+            shutil.rmtree(root, ignore_errors=True)
+            if isinstance(exc, docker.errors.DockerException):
+                raise BackendUnavailable(
+                    f"could not start the warm sandbox container: {_one_line(exc)}"
+                ) from exc
+            raise _unreachable(exc) from exc
+        # A random uid range per pool: RLIMIT_NPROC counts a uid's processes across the host,
+        # so two pools (two runs at once) must never share one.
+        uid_base = random.randrange(WARM_UID_MIN, 2**30, 1000)
+        pool = WarmPool(key, container, root, uid_base, self._worker_environment(key, image_env))
+        self._pool = pool
+        self._await_ready(pool)
+        return pool
+
+    def _worker_environment(self, key: PoolKey, image_env: list[str]) -> dict[str, str]:
+        fake = Job(Path("."), Path("."), Path("."))
+        env = self._environment(fake, image_env)
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(key.gpus) or "void"
+        return env
+
+    def _await_ready(self, pool: WarmPool) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (pool.status / "ready").exists():
+            if time.monotonic() > deadline or not self._running(pool):
+                tail = self._log_tail(pool.container)[-2000:]
+                self.close()
+                raise BackendUnavailable(
+                    f"the warm sandbox worker did not start (log tail: {tail.strip()!r}); "
+                    "set NASLOOP_WARM_WORKER=false to use one container per candidate"
+                )
+            time.sleep(POLL_S)
+
+    # --- one job -------------------------------------------------------------------------------
+
+    def run(self, job: Job) -> RunOutcome:
+        for d in (job.job_dir, job.data_dir):
+            if not d.is_dir():
+                raise FileNotFoundError(f"job input directory missing: {d}")
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        pool = self._pool_for(job)
+        n = pool.next_job
+        pool.next_job += 1
+        request = {
+            "uid": pool.uid_base + n % 1000,
+            "timeout_s": job.limits.timeout_s,
+            "pids": job.limits.pids,
+            "fsize_bytes": FSIZE_BYTES,
+            "env": {k: v for k, v in pool.env.items() if k not in ("HOME", "TMPDIR")},
+        }
+        job_in = pool.jobs / str(n)
+        job_in.mkdir()
+        for name in ("config.json", "candidate.py"):
+            shutil.copyfile(job.job_dir / name, job_in / name)
+            (job_in / name).chmod(0o644)
+        job_in.chmod(0o755)
+        tmp = job_in / "request.tmp"
+        tmp.write_text(json.dumps(request), encoding="utf-8")
+        tmp.replace(job_in / "request.json")
+        started = time.monotonic()
+        try:
+            return self._await_outcome(pool, n, job, started)
+        finally:
+            shutil.rmtree(job_in, ignore_errors=True)
+            shutil.rmtree(pool.status / str(n), ignore_errors=True)
+
+    def _await_outcome(self, pool: WarmPool, n: int, job: Job, started: float) -> RunOutcome:
+        outcome_path = pool.status / str(n) / "outcome.json"
+        deadline = started + job.limits.timeout_s + GRACE_S
+        next_check = started + 1.0
+        while not outcome_path.exists():
+            now = time.monotonic()
+            if now > deadline:
+                # The worker did not even report a timeout: it is stuck. Replace it.
+                tail = self._log_tail(pool.container)
+                self.close()
+                return RunOutcome(None, True, False, tail, time.monotonic() - started)
+            if now > next_check:
+                next_check = now + 1.0
+                if not self._running(pool):
+                    return self._worker_died(pool, started)
+            time.sleep(POLL_S)
+        outcome = json.loads(outcome_path.read_text(encoding="utf-8"))
+        for name in ("report.json", "predictions.json"):
+            source = pool.status / str(n) / name
+            if source.is_file():
+                shutil.copyfile(source, job.out_dir / name)
+        exit_code = outcome["exit_code"]
+        return RunOutcome(
+            exit_code=exit_code if isinstance(exit_code, int) else None,
+            timed_out=bool(outcome["timed_out"]),
+            oom_killed=bool(outcome["oom_killed"]),
+            log_tail=str(outcome["log_tail"]),
+            seconds=float(outcome["seconds"]),
+        )
+
+    def _worker_died(self, pool: WarmPool, started: float) -> RunOutcome:
+        """The worker itself ended mid-job (OOM despite the job going first, or killed)."""
+        state = pool.container.attrs.get("State", {})
+        tail = self._log_tail(pool.container)
+        self.close()
+        return RunOutcome(
+            exit_code=state.get("ExitCode"),
+            timed_out=False,
+            oom_killed=bool(state.get("OOMKilled")),
+            log_tail=tail,
+            seconds=time.monotonic() - started,
+        )
