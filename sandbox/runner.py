@@ -97,7 +97,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "auto",  # auto | cpu | cuda
     "channels_last": True,
-    "autocast": "off",  # off | bf16 | fp16
+    "autocast": "auto",  # auto | off | bf16 | fp16 (see resolve_autocast)
     "cudnn_benchmark": True,
     "gpu_memory_fraction": None,  # cap this process's share of the GPU (an LLM may share it)
     "threads": 0,  # torch intra-op threads; 0 keeps torch's default
@@ -303,6 +303,45 @@ def load_data(data_dir: str, name: str) -> torch.Tensor:
     return tensor
 
 
+def resolve_autocast(mode: str, device: torch.device) -> str:
+    """ "auto": bf16 where it is fast, else fp32 ("off"); other modes are taken as asked.
+
+    GPUs: bf16 where supported (Ampere and newer), else fp16 with loss scaling. CPUs: bf16 only
+    with native bf16 instructions (AMX or AVX512-BF16), where oneDNN runs convolutions about 2x
+    faster than fp32 (2-core Xeon with AMX, 20k 32x32 images, small CNN: 10-14 s fp32 vs 6.1-6.5
+    s bf16, validation accuracy equal within 0.3 points over 2 seeds); without them bf16 is
+    emulated and slower than fp32.
+    """
+    if mode != "auto":
+        return mode
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        with _open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return "off"
+    return "bf16" if "amx_bf16" in flags or "avx512_bf16" in flags else "off"
+
+
+def autocast_or_off(
+    net: nn.Module, x: torch.Tensor, cfg: dict[str, Any], device: torch.device
+) -> str:
+    """The chosen mixed precision, or "off" when the net has an op without a bf16/fp16 kernel.
+
+    A precision the user never asked for must not fail a correct net (like channels_last above).
+    """
+    try:
+        with torch.no_grad(), autocast_context(cfg, device):
+            net(x.to(memory_format=torch.channels_last) if cfg["channels_last"] else x)
+        return str(cfg["autocast"])
+    except RuntimeError as exc:
+        if "BFloat16" not in str(exc) and "Half" not in str(exc):
+            raise classify_exception(exc, "forward") from None
+        log(f"autocast off for this candidate: {one_line(exc)}")
+        return "off"
+
+
 def autocast_context(cfg: dict[str, Any], device: torch.device) -> Any:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg["autocast"])
     if dtype is None:
@@ -395,6 +434,8 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
         torch.set_num_threads(cfg["threads"])
     device = setup_device(cfg)
     report["device"] = str(device)
+    chosen_for_us = cfg["autocast"] == "auto"
+    cfg["autocast"] = report["autocast"] = resolve_autocast(cfg["autocast"], device)
     torch.manual_seed(cfg["seed"])
     timings = report["timings"]
 
@@ -416,6 +457,8 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
         log(f"FLOP count unavailable: {one_line(exc)}")
     cfg["channels_last"] = cfg["channels_last"] and channels_last_works(net, dummy)
     report["channels_last"] = cfg["channels_last"]
+    if chosen_for_us and cfg["autocast"] != "off" and device.type == "cpu":
+        cfg["autocast"] = report["autocast"] = autocast_or_off(net, dummy, cfg, device)
     memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
     net = net.to(device).to(memory_format=memory_format)
 

@@ -58,7 +58,9 @@ class SandboxSettings(BaseSettings):
     weight_decay: float = Field(5e-4, ge=0)
     lr_schedule: Literal["epoch_cosine", "step_cosine"] = "epoch_cosine"
     seed: int = Field(0, ge=0, description="training seed")
-    autocast: Literal["off", "bf16", "fp16"] = "off"
+    autocast: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="mixed precision: auto = bf16 where fast (GPU; CPU with AMX), else fp32"
+    )
     channels_last: bool = True
     threads: int = Field(0, ge=0, description="torch threads inside the sandbox; 0 = torch default")
 
