@@ -45,6 +45,7 @@ class Outcome:
     # Before the trainer's own code ran (interpreter, imports): 0 here, as this runs in a process
     # that has already imported torch; bench.eval_speed fills it in for the runner's subprocess.
     startup_s: float = 0.0
+    precision: str = "fp32"  # what the training ran in (the paper's trainer: always fp32)
 
 
 class TensorImages(VisionDataset):  # type: ignore[misc]  # torchvision ships no type hints
