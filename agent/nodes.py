@@ -22,6 +22,7 @@ from agent.llm import ask, make_chat
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,
+    constraints_text,
     generator_messages,
     improver_messages,
     outcome_text,
@@ -79,13 +80,14 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
 def generate(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     """Ask the Generator for one complete module; extract its code without ever running it."""
     settings = context(runtime)
+    single = settings.single_shot  # the baseline: the task alone, every time
     messages = generator_messages(
         state["task"],
-        best=None if settings.no_reference else state.get("best"),
-        last=state.get("last"),
-        suggestion="" if settings.no_improver else state.get("suggestion", ""),
-        window=[] if settings.no_history else state["window"],
-        constraints=settings.constraints,
+        best=None if settings.no_reference or single else state.get("best"),
+        last=None if single else state.get("last"),
+        suggestion="" if settings.no_improver or single else state.get("suggestion", ""),
+        window=[] if settings.no_history or single else state["window"],
+        constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
     started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
@@ -172,7 +174,7 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     reason = stop_reason(state, settings)
     advice: Pending | None = None
     tokens = 0
-    if reason is None and not settings.no_improver:
+    if reason is None and not (settings.no_improver or settings.single_shot):
         reply = ask(
             chat_for("improver", settings),
             improver_messages(

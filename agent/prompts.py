@@ -13,10 +13,12 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agent.state import Candidate, TaskInfo, Triple
+from sandbox.hardware import HardwareLimits
 
 __all__ = [
     "ERROR_CHARS",
     "SUGGESTION_CHARS",
+    "constraints_text",
     "generator_messages",
     "improver_messages",
     "outcome_text",
@@ -47,6 +49,11 @@ _FAILURE_HINTS = {
     "no_code": (
         "The reply held no usable Python code: the next reply must be one complete ```python "
         "block that defines class Net."
+    ),
+    "over_limit": (
+        "The network trained but breaks a hardware limit (the numbers are in the message): make "
+        "it smaller or cheaper (fewer channels or layers, downsample earlier), keep what made it "
+        "accurate."
     ),
 }
 
@@ -134,6 +141,29 @@ def outcome_text(result: dict[str, Any], best_accuracy: float | None = None) -> 
     if flops is not None:
         text += f", {flops / 1e6:.1f} MFLOPs"
     return text
+
+
+# --------------------------------------------------------------------------- hardware limits
+
+
+def constraints_text(constraints: str, limits: HardwareLimits) -> str:
+    """The user's constraints, then the hardware limits in words (either may be empty)."""
+    parts = []
+    if limits.max_params is not None:
+        parts.append(f"at most {limits.max_params:,} parameters")
+    if limits.max_flops is not None:
+        parts.append(f"at most {_count(limits.max_flops, 'FLOPs')} for one image's forward pass")
+    if limits.max_peak_memory_mb is not None:
+        parts.append(f"at most {limits.max_peak_memory_mb:g} MiB peak memory in training")
+    if limits.max_latency_ms is not None:
+        parts.append(f"a forward pass of one image in at most {limits.max_latency_ms:g} ms")
+    hard = (
+        f"Hard limits: {'; '.join(parts)}. A network over any limit counts as a failure, "
+        "whatever its accuracy."
+        if parts
+        else ""
+    )
+    return "\n".join(p for p in (constraints.strip(), hard) if p)
 
 
 # --------------------------------------------------------------------------- shared sections

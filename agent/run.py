@@ -134,7 +134,7 @@ def embedded_llm(
 def preflight_all(settings: Settings) -> None:
     """Raise one of BAD_INPUT, with a message that names the fix, before anything is written."""
     preflight("generator", settings.role("generator"))
-    if not settings.no_improver:
+    if not (settings.no_improver or settings.single_shot):
         preflight("improver", settings.role("improver"))
     evaluator_for(settings)  # prepares the dataset, picks and checks the sandbox
 
@@ -151,7 +151,8 @@ def save_settings(settings: Settings, run_dir: Path) -> None:
 def progress_line(event: dict[str, Any]) -> str:
     acc, best = event.get("val_accuracy"), event.get("best_val_accuracy")
     done = event["iteration"] + 1
-    outcome = f"ok {acc:.4f}" if acc is not None else f"{event['kind']}: {event['message'][:60]}"
+    trained = acc is not None and event["kind"] == "ok"  # over_limit has an accuracy, too
+    outcome = f"ok {acc:.4f}" if trained else f"{event['kind']}: {event['message'][:60]}"
     best_text = f"{best:.4f}" if best is not None else "-"
     rate = event["ok"] / done
     return (

@@ -52,6 +52,9 @@ class Settings(SandboxSettings):
     no_improver: bool = Field(False, description="ablation: no Improver, no suggestions")
     no_history: bool = Field(False, description="ablation: the Generator sees no window")
     no_reference: bool = Field(False, description="ablation: the Generator sees no best code")
+    single_shot: bool = Field(
+        False, description="baseline: the Generator sees only the task, no Improver is called"
+    )
     run_seed: int = Field(0, ge=0, description="base of the per-call LLM sampling seed")
     constraints: str = Field("", description="optional limits/requirements told to the Generator")
 

@@ -20,12 +20,14 @@ from sandbox.backends.workdir import bound_out_dir, make_job_dir, remove_job_dir
 from sandbox.cache import ResultCache
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
+from sandbox.hardware import OVER_LIMIT, HardwareLimits, over_limit_message, violations
 from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
 from sandbox.settings import SandboxSettings
 
 RUNNER = Path(__file__).with_name("runner.py")
 MAX_REPORT_BYTES = 1 * 2**20
+MAX_WEIGHTS_MB = 256  # a state_dict the final test keeps (the runner writes none larger)
 
 
 class Evaluator:
@@ -37,6 +39,8 @@ class Evaluator:
         limits: Limits,
         cache: ResultCache | None = None,
         precheck: bool = True,
+        hardware: HardwareLimits | None = None,
+        keep_weights: Path | None = None,
     ) -> None:
         self.dataset = dataset
         self.backend = backend
@@ -44,6 +48,8 @@ class Evaluator:
         self.limits = limits
         self.cache = cache
         self.precheck = precheck  # reject unparsable / Net-less code without starting a sandbox
+        self.hardware = hardware or HardwareLimits()  # checked here, after scoring
+        self.keep_weights = keep_weights  # where a trained net's weights go (<code hash>.pt)
 
     def runner_config(self) -> dict[str, Any]:
         meta = self.dataset.meta
@@ -53,16 +59,16 @@ class Evaluator:
 
     def fingerprint(self) -> str:
         """Everything besides the code that decides a result: the cache key's other half."""
-        return json.dumps(
-            {
-                "dataset": self.dataset.root.name,
-                "config": self.runner_config(),
-                "timeout_s": self.limits.timeout_s,
-                "memory_mb": self.limits.memory_mb,
-                "gpus": bool(self.limits.gpus),
-            },
-            sort_keys=True,
-        )
+        key = {
+            "dataset": self.dataset.root.name,
+            "config": self.runner_config(),
+            "timeout_s": self.limits.timeout_s,
+            "memory_mb": self.limits.memory_mb,
+            "gpus": bool(self.limits.gpus),
+        }
+        if self.hardware.active():  # only then: results cached without limits stay valid
+            key["hardware"] = self.hardware.active()
+        return json.dumps(key, sort_keys=True)
 
     def evaluate(self, code: str) -> EvalResult:
         digest = code_hash(code)
@@ -157,14 +163,24 @@ class Evaluator:
             return new_result("runtime", f"the run reported success but {exc}", digest)
         timings = report.get("timings")
         train_s = timings.get("train_s") if isinstance(timings, dict) else None
+        metrics = {
+            "params": _int_or_none(report.get("params")),
+            "flops": _int_or_none(report.get("flops")),
+            "peak_memory_mb": _float_or_none(report.get("peak_memory_mb")),
+            "latency_ms": _float_or_none(report.get("latency_ms")),
+        }
+        if self.keep_weights is not None:
+            keep_weights(out_dir / "weights.pt", self.keep_weights / f"{digest}.pt")
+        kind, message = "ok", f"trained; validation accuracy {acc:.4f}"
+        if over := violations(self.hardware, metrics):
+            kind, message = OVER_LIMIT, over_limit_message(over, acc)
         return new_result(
-            "ok",
-            f"trained; validation accuracy {acc:.4f}",
+            kind,
+            message,
             digest,
             val_accuracy=acc,
-            params=_int_or_none(report.get("params")),
-            flops=_int_or_none(report.get("flops")),
-            train_seconds=float(train_s) if isinstance(train_s, int | float) else None,
+            train_seconds=_float_or_none(train_s),
+            **metrics,
         )
 
 
@@ -181,6 +197,26 @@ def read_report(path: Path) -> dict[str, Any] | None:
 
 def _int_or_none(value: Any) -> int | None:
     return value if type(value) is int else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+    return float(value) if ok else None
+
+
+def keep_weights(source: Path, dest: Path) -> bool:
+    """Copy a state_dict the runner wrote, if it is a plain file of sane size; never load it."""
+    try:
+        if not source.is_file() or source.is_symlink():
+            return False
+        if source.stat().st_size > MAX_WEIGHTS_MB * 2**20:
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest.with_suffix(".tmp"))
+        dest.with_suffix(".tmp").replace(dest)
+    except OSError:
+        return False
+    return True
 
 
 def _signal_of(exit_code: int | None) -> int | None:
@@ -210,7 +246,8 @@ def evaluator_from_settings(settings: SandboxSettings, announce: bool = True) ->
         settings.sandbox, settings.image, announce=announce, warm=settings.warm_worker
     )
     cache = ResultCache(settings.runs_dir / "eval_cache.sqlite")
-    return Evaluator(dataset, backend, settings.train_config(), limits, cache)
+    hardware = settings.hardware_limits()
+    return Evaluator(dataset, backend, settings.train_config(), limits, cache, hardware=hardware)
 
 
 def prepare_with_fallback(settings: SandboxSettings, announce: bool = True) -> PreparedDataset:
@@ -233,3 +270,34 @@ def prepare_with_fallback(settings: SandboxSettings, announce: bool = True) -> P
                 flush=True,
             )
         return prepare(OFFLINE_DATASET, settings.data_dir, val_size=val_size, seed=seed)
+
+
+def held_out_evaluator(
+    search: Evaluator, settings: SandboxSettings, epochs: int, keep_weights: Path | None
+) -> Evaluator:
+    """The final test's evaluator: `search`'s training and limits, scored on the test split.
+
+    Its dataset is the held-out view (sandbox/held_out.py): the test images go into the sandbox
+    as "validation" images here and nowhere else, their labels stay on the host. Candidates train
+    for `epochs` (the wall-time limit grows with them), results are not cached, no hardware limit
+    applies (the search enforced them), and the runner writes the trained weights, which are kept
+    under `keep_weights` when it is given. One container per candidate: its whole out dir comes
+    back, weights included.
+    """
+    from dataclasses import replace
+
+    from sandbox.backends.select import make_backend
+    from sandbox.held_out import held_out_view
+
+    base_epochs = max(int(search.train_config.get("epochs") or 1), 1)
+    longer = max(epochs / base_epochs, 1.0)
+    limits = replace(search.limits, timeout_s=search.limits.timeout_s * longer)
+    config = {
+        **search.train_config,
+        "epochs": epochs,
+        "save_weights": keep_weights is not None,
+        "max_weights_mb": MAX_WEIGHTS_MB,
+    }
+    backend = make_backend(settings.sandbox, settings.image, announce=False)
+    view = held_out_view(search.dataset)
+    return Evaluator(view, backend, config, limits, cache=None, keep_weights=keep_weights)

@@ -14,6 +14,7 @@ FailureKind = Literal[
     "nan",  # the training loss became NaN/inf
     "runtime",  # any other exception, or the process exited without a report
     "killed",  # terminated by a signal (segfault, process limit, ...)
+    "over_limit",  # trained, but over a hardware limit (sandbox/hardware.py); accuracy recorded
 ]
 FAILURE_KINDS: tuple[str, ...] = FailureKind.__args__  # type: ignore[attr-defined]
 
@@ -27,6 +28,8 @@ class EvalResult(TypedDict):
     params: int | None
     flops: int | None  # forward FLOPs for one image
     train_seconds: float | None
+    peak_memory_mb: float | None  # see sandbox/hardware.py for what is measured where
+    latency_ms: float | None  # median batch-1 forward on the training device
     wall_seconds: float  # the whole evaluation, sandbox start to score
     code_hash: str
     backend: str
@@ -45,6 +48,8 @@ def new_result(kind: str, message: str, code_hash: str, **extra: object) -> Eval
         params=None,
         flops=None,
         train_seconds=None,
+        peak_memory_mb=None,
+        latency_ms=None,
         wall_seconds=0.0,
         code_hash=code_hash,
         backend="",

@@ -48,6 +48,7 @@ FAILURE_KINDS = (
     "nan",
     "runtime",
     "killed",
+    "over_limit",  # decided on the host, after scoring (sandbox/hardware.py); never here
 )
 
 # Substrings of torch error messages that mean "tensor shapes do not fit together".
@@ -103,6 +104,9 @@ DEFAULTS: dict[str, Any] = {
     "threads": 0,  # torch intra-op threads; 0 keeps torch's default
     "eval_batch_size": 500,
     "nan_check_every": 25,  # steps between finiteness checks (each one syncs the GPU)
+    "latency_runs": 10,  # timed batch-1 forward passes after training (their median is reported)
+    "save_weights": False,  # write the trained state_dict to <out>/weights.pt (the final test)
+    "max_weights_mb": 256,  # ...unless it is larger than this
 }
 
 
@@ -483,7 +487,63 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
     timings["predict_s"] = time.perf_counter() - t
     if device.type == "cuda":
         report["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    report["peak_memory_mb"] = peak_memory_mb(device)
+    try:
+        report["latency_ms"] = latency_ms(net, cfg, dummy[:1], device)
+    except BaseException as exc:  # a forward that only fails at batch 1: no latency, no failure
+        log(f"latency not measured: {one_line(exc)}")
+    if cfg["save_weights"]:
+        save_weights(net, os.path.join(out_dir, "weights.pt"), cfg["max_weights_mb"])
     return predictions
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """GPU: the most memory torch allocated on it; CPU: this process's peak resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def latency_ms(net: nn.Module, cfg: dict[str, Any], x: torch.Tensor, device: torch.device) -> float:
+    """Median time of one batch-1 forward pass in eval mode on the training device, in ms.
+
+    What a deployed classifier pays per single request. Two untimed passes first (allocator,
+    cuDNN autotuning); each timed pass is synchronised, so GPU time is counted, not queued.
+    """
+    memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+    x = x.to(device).contiguous(memory_format=memory_format)  # (1, C, H, W)
+    net.eval()
+    times = []
+    with torch.no_grad(), autocast_context(cfg, device):
+        for i in range(2 + cfg["latency_runs"]):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            net(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append(time.perf_counter() - t)
+    times.sort()
+    middle = len(times) // 2
+    median = times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2
+    return median * 1000
+
+
+def save_weights(net: nn.Module, path: str, max_mb: float) -> None:
+    """The trained state_dict, on the CPU in the default layout, if it is at most `max_mb`."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    size = sum(v.numel() * v.element_size() for v in state.values())
+    if size > max_mb * 2**20:
+        log(f"weights not saved: {size / 2**20:.0f} MiB is over the {max_mb} MiB bound")
+        return
+    try:
+        torch.save(state, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    except OSError as exc:  # e.g. the out dir's size bound: the score still counts
+        log(f"weights not saved: {one_line(exc)}")
 
 
 def write_json(path: str, payload: Any) -> None:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sandbox.hardware import HardwareLimits
+
 ENV_PREFIX = "NASLOOP_"
 
 
@@ -64,6 +66,16 @@ class SandboxSettings(BaseSettings):
     channels_last: bool = True
     threads: int = Field(0, ge=0, description="torch threads inside the sandbox; 0 = torch default")
 
+    # Hardware limits (unset: none); a net over one is an `over_limit` failure (sandbox/hardware)
+    max_params: int | None = Field(None, gt=0, description="hardware limit: parameters")
+    max_flops: int | None = Field(None, gt=0, description="hardware limit: FLOPs per image")
+    max_peak_memory_mb: float | None = Field(
+        None, gt=0, description="hardware limit: peak memory in training, MiB"
+    )
+    max_latency_ms: float | None = Field(
+        None, gt=0, description="hardware limit: median batch-1 forward on the device, ms"
+    )
+
     @field_validator("data_dir", "runs_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
@@ -78,6 +90,11 @@ class SandboxSettings(BaseSettings):
         if all(part.strip().isdigit() for part in value.split(",")):
             return ",".join(part.strip() for part in value.split(","))
         raise ValueError("use auto, none, or comma-separated GPU ids such as 0,1")
+
+    def hardware_limits(self) -> HardwareLimits:
+        return HardwareLimits(
+            self.max_params, self.max_flops, self.max_peak_memory_mb, self.max_latency_ms
+        )
 
     def gpu_ids(self) -> tuple[str, ...]:
         if self.gpus == "none":
