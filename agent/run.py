@@ -3,7 +3,8 @@
 Every flag mirrors a setting (`--history-k` is NASLOOP_HISTORY_K, and so on; `--help` lists them
 with their defaults). Everything that can be checked is checked before a run directory exists:
 settings, dataset, sandbox, LLM servers. Exit codes: 0 done, 1 stopped by a failure (resumable),
-2 bad input (nothing written).
+2 bad input (nothing written). A finished search then runs the final test, the export and the
+report (`finish`); a failure there is one line on stderr and leaves the exit code at 0.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
 
@@ -202,6 +204,43 @@ def summarise(settings: Settings, run_id: str, state: dict[str, Any]) -> dict[st
     }
 
 
+def finish(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The end of a run: final test, export, report, in that order (the report shows the other
+    two). A step that fails says so in one line and the next still runs; the search's archive is
+    only ever read here, and each step can be redone alone (`python -m agent.final_test RUN_ID`,
+    `agent.export`, `agent.report`)."""
+    from agent.export import export_run
+    from agent.final_test import run_final_test
+    from agent.report import write_report
+
+    run_dir = settings.runs_dir / run_id
+
+    def attempt(step: str, module: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except Exception as exc:
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            print(
+                f"nasloop: {step} failed ({reason}); the search's archive is intact, "
+                f"retry with `python -m {module} {run_id}`",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+
+    final = None
+    if settings.final_top_k > 0:
+        final = attempt("final test", "agent.final_test", lambda: run_final_test(settings, run_id))
+    exported = attempt("export", "agent.export", lambda: export_run(run_dir))
+    report = attempt("report", "agent.report", lambda: write_report(run_dir))
+    keys = ("rank", "iteration", "val_accuracy", "test_accuracy", "epochs", "kind")
+    return {
+        "final_test": [{k: r[k] for k in keys} for r in final or []],
+        "export_dir": str(exported) if exported else None,
+        "report_dir": str(report) if report else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with contextlib.ExitStack() as stack:  # holds the embedded LLM server, if one is started
@@ -231,6 +270,7 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     resume_hint = f"the run is saved, resume it with `python -m agent.run --run-id {run_id}`"
     try:
         result = search(settings, run_id, resuming, quiet=False)
+        result.update(finish(settings, run_id))
     except (LLMUnavailable, BackendUnavailable) as exc:
         print(f"nasloop: stopped: {exc}; {resume_hint}", file=sys.stderr)
         return 1
@@ -246,6 +286,11 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
             f"best validation accuracy {best if best is None else f'{best:.4f}'}"
             f"\nbest code: {result['best_code_path']}\nrun: {result['run_dir']}"
         )
+        top = result["final_test"][:1]
+        if top and top[0]["test_accuracy"] is not None:
+            print(f"test accuracy of the best (final test): {top[0]['test_accuracy']:.4f}")
+        if result["report_dir"]:
+            print(f"report: {result['report_dir']}/report.md")
     return 0
 
 

@@ -58,6 +58,12 @@ class Settings(SandboxSettings):
     run_seed: int = Field(0, ge=0, description="base of the per-call LLM sampling seed")
     constraints: str = Field("", description="optional limits/requirements told to the Generator")
 
+    final_top_k: int = Field(
+        3, ge=0, description="at the end, retrain the top k on train, score once on test (0: skip)"
+    )
+    final_epochs: int = Field(1, ge=1, description="training epochs of each final-test candidate")
+    final_weights: bool = Field(True, description="keep the final test's trained weights")
+
     def role(self, role: Role) -> RoleConfig:
         if role == "generator":
             return RoleConfig(
