@@ -64,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{field.description or ''} (NASLOOP_{name.upper()}; default {field.default})"
         help_text = help_text.replace("%", "%%")  # argparse formats help strings
         if field.annotation is bool:
+            # --flag sets True and --no-flag False. Not BooleanOptionalAction: it reads any flag
+            # that starts with --no- as a negation, so --no-history would set no_history False.
+            parser.add_argument(flag, dest=name, action="store_const", const=True, help=help_text)
             parser.add_argument(
-                flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
+                "--no-" + flag[2:], dest=name, action="store_const", const=False, help=f"{flag} off"
             )
         else:
             parser.add_argument(flag, dest=name, metavar=_metavar(field.annotation), help=help_text)
