@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The test process's environment without any NASLOOP_* of its own, plus a quick setup:
-    the offline dataset, a small training subset, the Docker sandbox, one LLM retry."""
+    the offline dataset, a small training subset, the Docker sandbox, one LLM retry, and no
+    final test at the end of a run (tests/integration/test_results.py asks for one)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NASLOOP_")}
     env.update(
         NASLOOP_DATASET="mnist5k",
@@ -22,6 +23,7 @@ def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         NASLOOP_TRAIN_LIMIT="600",
         NASLOOP_TIMEOUT_S="120",
         NASLOOP_LLM_RETRIES="1",
+        NASLOOP_FINAL_TOP_K="0",
     )
     env.update(extra)
     return env
