@@ -46,7 +46,7 @@ from sandbox.image import BUILD_HINT, DEFAULT_TAG, ImageInfo, read_labels
 
 log = logging.getLogger(__name__)
 
-# Every container we start carries this label (value: the job's out dir name), so tests and
+# Every container we start carries this label (value: the job's out dir path), so tests and
 # operators can find strays: `docker ps -a --filter label=nasloop.job`.
 JOB_LABEL = "nasloop.job"
 # "<host>:<pid>" of the process that started the container: a container whose owner died (killed
@@ -256,9 +256,13 @@ class DockerBackend:
         info, image_env = self._image_info(client)
         self._prepare_dirs(job)
         limits = job.limits
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", job.out_dir.name)[:40]
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", job.out_dir.parent.name)[:40]
         name = f"nasloop-{safe}-{uuid.uuid4().hex[:8]}"
-        labels = {JOB_LABEL: job.out_dir.name, "nasloop.container": name, OWNER_LABEL: _owner()}
+        labels = {
+            JOB_LABEL: str(job.out_dir.resolve()),
+            "nasloop.container": name,
+            OWNER_LABEL: _owner(),
+        }
         device_requests = (
             [DeviceRequest(device_ids=list(limits.gpus), capabilities=[["gpu"]])]
             if limits.gpus

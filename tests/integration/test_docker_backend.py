@@ -46,7 +46,7 @@ def job_prefix(docker_client: Any) -> Iterator[str]:
     left = [
         c.name
         for c in docker_client.containers.list(all=True, filters={"label": JOB_LABEL})
-        if c.labels.get(JOB_LABEL, "").startswith(prefix)
+        if f"/{prefix}-" in c.labels.get(JOB_LABEL, "")
     ]
     assert left == [], f"containers left behind: {left}"
 
