@@ -39,7 +39,7 @@ from graphs.nas import build_graph
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
 from sandbox.settings import SettingsError
-from tools.train_candidate import evaluator_for
+from tools.train_candidate import evaluator_for, executor_for
 
 BAD_INPUT = (
     SettingsError,
@@ -141,7 +141,9 @@ def preflight_all(settings: Settings) -> None:
     preflight("generator", settings.role("generator"))
     if not (settings.no_improver or settings.single_shot):
         preflight("improver", settings.role("improver"))
-    evaluator_for(settings)  # prepares the dataset, picks and checks the sandbox
+    evaluator = evaluator_for(settings)  # prepares the dataset, picks and checks the sandbox
+    # connects to the Ray cluster, if one is asked for (here: in the main thread, once)
+    executor_for(settings, evaluator, settings.executor, settings.ray_retries).check()
 
 
 def save_settings(settings: Settings, run_dir: Path) -> None:
@@ -173,6 +175,8 @@ def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict
     config = RunnableConfig(
         configurable={"thread_id": run_id}, recursion_limit=4 * settings.iterations + 20
     )
+    if settings.parallel > 1:  # every branch of a round in flight at once, and LangGraph's own
+        config["max_concurrency"] = settings.parallel + 4  # background work (stream, checkpoints)
     with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
         graph = build_graph(checkpointer=saver)
         snapshot = graph.get_state(config)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.tools import BaseTool, tool
 
 from sandbox.backends.base import BackendUnavailable
+from sandbox.backends.ray_executor import RayExecutor
 from sandbox.data import DatasetUnavailable, UnknownDataset
 from sandbox.evaluate import Evaluator, evaluator_from_settings
 from sandbox.settings import SandboxSettings, SettingsError, load_settings
@@ -32,6 +35,32 @@ DESCRIPTION = (
 )
 
 _evaluators: dict[str, Evaluator] = {}
+_executors: dict[tuple[str, str, int], RayExecutor] = {}
+_local_lock = threading.Lock()
+
+
+class CandidateEvaluator(Protocol):
+    """What trains a candidate: an `Evaluator`, or an executor in front of one."""
+
+    def evaluate(self, code: str) -> Mapping[str, Any]: ...
+
+
+class LocalExecutor:
+    """Evaluations in this process, one at a time.
+
+    One machine's sandbox trains one candidate at a time (one GPU; one warm container): the
+    branches of a parallel round overlap their LLM calls and queue here for training.
+    """
+
+    def __init__(self, evaluator: CandidateEvaluator) -> None:
+        self.evaluator = evaluator
+
+    def check(self) -> None:
+        pass
+
+    def evaluate(self, code: str) -> Mapping[str, Any]:
+        with _local_lock:
+            return self.evaluator.evaluate(code)
 
 
 def evaluator_for(settings: SandboxSettings) -> Evaluator:
@@ -46,11 +75,33 @@ def evaluator_for(settings: SandboxSettings) -> Evaluator:
     return _evaluators[key]
 
 
+def executor_for(
+    settings: SandboxSettings,
+    evaluator: CandidateEvaluator,
+    executor: str = "local",
+    retries: int = 2,
+) -> LocalExecutor | RayExecutor:
+    """Where `evaluator`'s candidates train: `local`, or a Ray cluster (`ray`, `ray://HOST:PORT`).
+
+    The Ray executor keeps `evaluator` for the precheck and the result cache and sends the rest
+    to the cluster (sandbox/backends/ray_executor.py); one per distinct settings and address.
+    """
+    if executor == "local":
+        return LocalExecutor(evaluator)
+    if not isinstance(evaluator, Evaluator):
+        raise TypeError("the Ray executor needs a real Evaluator for its precheck and cache")
+    key = (settings.model_dump_json(include=set(SandboxSettings.model_fields)), executor, retries)
+    if key not in _executors:
+        address = None if executor == "ray" else executor
+        _executors[key] = RayExecutor(settings, evaluator, address, retries)
+    return _executors[key]
+
+
 def default_evaluator() -> Evaluator:
     return evaluator_for(load_settings())
 
 
-def make_train_candidate(evaluator: Evaluator | None = None) -> BaseTool:
+def make_train_candidate(evaluator: CandidateEvaluator | None = None) -> BaseTool:
     """The tool bound to one evaluator (or, by default, to the current `NASLOOP_*` settings)."""
 
     @tool("train_candidate", description=DESCRIPTION)
