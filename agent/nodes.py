@@ -3,6 +3,12 @@
 Each node reads its settings from the LangGraph runtime context (`Settings`), so the CLI, Studio
 and callers drive the same code. Heavy things (chat clients, evaluators, archives) are built once
 per distinct settings and reused across iterations.
+
+Parallel rounds (`--parallel N`): `fan_out` sends N branches to `generate`, each with its own
+iteration number, sampling seed (run seed + iteration) and temperature (spread around the
+Generator's); each branch's `generate` hands its code straight to its own `train` (a `Send`), which
+trains it (through the executor: local, or Ray), archives it and adds it to `round`. `improve`
+then joins the round in iteration order (see agent/state.py) and asks the Improver once.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ import time
 import uuid
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import Runtime
+from langgraph.types import Command, Send
 
 from agent.archive import RunArchive
 from agent.extract import extract_code, parse_improvement
@@ -28,12 +35,15 @@ from agent.prompts import (
     outcome_text,
 )
 from agent.settings import Role, Settings
-from agent.state import Candidate, Pending, State, TaskInfo, Triple, WindowUpdate
+from agent.state import Branch, Candidate, Pending, State, TaskInfo, Triple, WindowUpdate
 from sandbox.code import code_hash
 from sandbox.result import new_result
-from tools.train_candidate import evaluator_for, make_train_candidate
+from tools.train_candidate import evaluator_for, executor_for, make_train_candidate
 
 NO_CODE = "no_code"
+TEMPERATURE_SPREAD = 0.2  # a parallel round's Generator temperatures span base ± this
+# What a parallel branch's prompt and progress event need from the state (its Send payload)
+BRANCH_KEYS = ("run_id", "task", "best", "last", "suggestion", "window", "ok_count")
 
 
 def context(runtime: Runtime[Settings]) -> Settings:
@@ -74,11 +84,16 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         num_classes=dataset.num_classes,
         n_train=settings.train_limit or dataset.n_train,
     )
-    return {"run_id": run_id, "task": task, "iteration": 0, "window": [], "ok_count": 0}
+    update = {"run_id": run_id, "task": task, "iteration": 0, "window": [], "ok_count": 0}
+    return {**update, **_round_size(cast(State, update), settings)}
 
 
-def generate(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """Ask the Generator for one complete module; extract its code without ever running it."""
+def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
+    """Ask the Generator for one complete module; extract its code without ever running it.
+
+    Then on to `train`: the graph's own step, or, in a parallel round's branch, a `Send` that
+    carries this branch's code to its own `train`.
+    """
     settings = context(runtime)
     single = settings.single_shot  # the baseline: the task alone, every time
     messages = generator_messages(
@@ -91,22 +106,38 @@ def generate(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     )
     started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
+    branch = state.get("branch")
     reply = ask(
-        chat_for("generator", settings),
+        chat_for("generator", settings if branch is None else branch_settings(settings, branch)),
         messages,
         role="generator",
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
     )
-    return {
+    update = {
         "code": extract_code(reply.text),
         "gen_tokens": reply.tokens,
         "gen_seconds": time.monotonic() - started,
     }
+    if branch is None:
+        return Command(update=update, goto="train")
+    return Command(goto=Send("train", {**state, **update}))
+
+
+def branch_settings(settings: Settings, branch: Branch) -> Settings:
+    """A branch's Generator temperature: the round's slots spread evenly over base ± spread."""
+    if branch["size"] <= 1:
+        return settings
+    offset = TEMPERATURE_SPREAD * (2 * branch["slot"] / (branch["size"] - 1) - 1)
+    temperature = min(2.0, max(0.0, round(settings.generator_temperature + offset, 3)))
+    return settings.model_copy(update={"generator_temperature": temperature})
 
 
 def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """Score the candidate through the `train_candidate` tool and archive it before moving on."""
+    """Score the candidate through the `train_candidate` tool and archive it before moving on.
+
+    In a parallel round's branch only `round` is written; `improve` joins the round.
+    """
     settings = context(runtime)
     iteration, code = state["iteration"], state.get("code")
     if code is None:
@@ -114,18 +145,30 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             new_result(NO_CODE, "the reply contained no Python code block", code_hash(""))
         )
     else:
-        tool = make_train_candidate(evaluator_for(settings))
-        result = tool.invoke({"code": code})
+        executor = executor_for(
+            settings, evaluator_for(settings), settings.executor, settings.ray_retries
+        )
+        result = make_train_candidate(executor).invoke({"code": code})
     run_archive(settings, state["run_id"]).record_candidate(
         iteration, code, result, state.get("gen_tokens", 0), state.get("gen_seconds")
     )
     candidate = Candidate(iteration=iteration, code=code or "", result=result)
     best = state.get("best")
-    update: dict[str, Any] = {"last": candidate, "iteration": iteration + 1, "code": None}
+    in_round = state.get("branch") is not None
+    update: dict[str, Any] = (
+        {"round": [candidate]}
+        if in_round
+        else {"last": candidate, "iteration": iteration + 1, "code": None}
+    )
+    ok_count = state.get("ok_count", 0)
     if result["status"] == "ok":
-        update["ok_count"] = state.get("ok_count", 0) + 1
+        ok_count += 1
         if best is None or result["val_accuracy"] > best["result"]["val_accuracy"]:
-            update["best"] = best = candidate
+            best = candidate
+            if not in_round:
+                update["best"] = best
+        if not in_round:
+            update["ok_count"] = ok_count
     best_acc = best["result"]["val_accuracy"] if best else None
     get_stream_writer()(
         {
@@ -135,7 +178,7 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             "kind": result["kind"],
             "val_accuracy": result.get("val_accuracy"),
             "best_val_accuracy": best_acc,
-            "ok": update.get("ok_count", state.get("ok_count", 0)),
+            "ok": ok_count,  # in a round: before this round, plus this one
             "message": result["message"][:ERROR_CHARS],
         }
     )
@@ -153,24 +196,38 @@ def stop_reason(state: State, settings: Settings) -> str | None:
 
 
 def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """Close the pending triple with this outcome, then ask the Improver for the next change."""
+    """Close the pending triple with this outcome, then ask the Improver for the next change.
+
+    After a parallel round, the round is joined first (`join_round`); each of its candidates
+    closes its own copy of the pending triple (the round's suggestion, its own outcome), in
+    iteration order, and the one Improver call sees the round's focus in full and every outcome
+    of the round in one line each.
+    """
     settings = context(runtime)
+    update: dict[str, Any] = {}
+    batch: list[tuple[Candidate, float | None]] = []  # (candidate, best accuracy after it)
+    if state.get("round"):
+        update, batch = join_round(state)
+        state = cast(State, {**state, **update})
     last = state["last"]
     assert last is not None
     best = state.get("best")
     best_acc = best["result"]["val_accuracy"] if best else None
+    batch = batch or [(last, best_acc)]
     window = list(state["window"])
-    update: dict[str, Any] = {}
-    closed: Triple | None = None
+    closed: list[Triple] = []
     if pending := state.get("pending"):
-        closed = Triple(
-            iteration=last["iteration"],
-            problem=pending["problem"],
-            suggestion=pending["suggestion"],
-            outcome=outcome_text(last["result"], best_acc),
-        )
-        window = [*window, closed][-settings.history_k :]
-        update["window"] = WindowUpdate(append=[closed], keep=settings.history_k)
+        closed = [
+            Triple(
+                iteration=candidate["iteration"],
+                problem=pending["problem"],
+                suggestion=pending["suggestion"],
+                outcome=outcome_text(candidate["result"], acc),
+            )
+            for candidate, acc in batch
+        ]
+        window = [*window, *closed][-settings.history_k :]
+        update["window"] = WindowUpdate(append=closed, keep=settings.history_k)
     reason = stop_reason(state, settings)
     advice: Pending | None = None
     tokens = 0
@@ -178,25 +235,70 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         reply = ask(
             chat_for("improver", settings),
             improver_messages(
-                state["task"], last=last, best=best, window=[] if settings.no_history else window
+                state["task"],
+                last=last,
+                best=best,
+                window=[] if settings.no_history else window,
+                round_candidates=[candidate for candidate, _ in batch],
             ),
             role="improver",
-            seed=settings.run_seed + last["iteration"],
+            seed=settings.run_seed + batch[-1][0]["iteration"],
             retries=settings.llm_retries,
         )
         tokens = reply.tokens
         advice = _advice(parse_improvement(reply.text), last)
-    run_archive(settings, state["run_id"]).record_improvement(
-        last["iteration"],
-        dict(closed) if closed else None,
-        advice["problem"] if advice else None,
-        advice["suggestion"] if advice else None,
-        tokens,
-    )
+    archive = run_archive(settings, state["run_id"])
+    for n, (candidate, _) in enumerate(batch):
+        archive.record_improvement(
+            candidate["iteration"],
+            dict(closed[n]) if closed else None,
+            advice["problem"] if advice else None,
+            advice["suggestion"] if advice else None,
+            tokens if n == len(batch) - 1 else 0,  # one Improver call: its tokens count once
+        )
     update["pending"] = advice
     update["suggestion"] = advice["suggestion"] if advice else ""
     update["stop_reason"] = reason
+    update.update(_round_size(state, settings))
     return update
+
+
+def join_round(state: State) -> tuple[dict[str, Any], list[tuple[Candidate, float | None]]]:
+    """Take in a finished parallel round, in iteration order.
+
+    Returns the state update (`iteration` past the round, `ok_count` and `best` with every
+    candidate counted, `last` = the round's focus: its best success, else its highest
+    iteration; `round` emptied) and, for each candidate, the best accuracy after it: its
+    outcome's "best so far", as the classic loop would have written it.
+    """
+    candidates = state["round"]  # merge_round keeps them in iteration order
+    best, ok_count = state.get("best"), state.get("ok_count", 0)
+    batch: list[tuple[Candidate, float | None]] = []
+    for candidate in candidates:
+        result = candidate["result"]
+        if result["status"] == "ok":
+            ok_count += 1
+            if best is None or result["val_accuracy"] > best["result"]["val_accuracy"]:
+                best = candidate
+        batch.append((candidate, best["result"]["val_accuracy"] if best else None))
+    ok = [c for c in candidates if c["result"]["status"] == "ok"]
+    focus = max(ok, key=lambda c: c["result"]["val_accuracy"]) if ok else candidates[-1]
+    update = {
+        "round": None,  # merge_round: empty it for the next round
+        "iteration": candidates[-1]["iteration"] + 1,
+        "last": focus,
+        "best": best,
+        "ok_count": ok_count,
+    }
+    return update, batch
+
+
+def _round_size(state: State, settings: Settings) -> dict[str, Any]:
+    """The next round's size, written only when a run is (or was) parallel: with --parallel 1
+    the state stays exactly as the classic loop's. The budget counts candidates, so the last
+    round is cut to what is left."""
+    size = max(1, min(settings.parallel, settings.iterations - state["iteration"]))
+    return {"round_size": size} if size > 1 or state.get("round_size", 1) > 1 else {}
 
 
 def _advice(parsed: dict[str, str] | None, last: Candidate) -> Pending:
@@ -216,5 +318,20 @@ def _advice(parsed: dict[str, str] | None, last: Candidate) -> Pending:
     )
 
 
-def route_after_improve(state: State) -> str:
-    return "end" if state.get("stop_reason") else "generate"
+def fan_out(state: State) -> str | list[Send]:
+    """The next round: "generate" for one candidate (the classic loop), else one `Send` per
+    candidate, each with its own iteration number and slot and what its prompt needs."""
+    size = state.get("round_size", 1)
+    if size <= 1:
+        return "generate"
+    values: dict[str, Any] = dict(state)
+    shared = {key: values[key] for key in BRANCH_KEYS if key in values}
+    start = state["iteration"]
+    return [
+        Send("generate", {**shared, "iteration": start + n, "branch": Branch(slot=n, size=size)})
+        for n in range(size)
+    ]
+
+
+def route_after_improve(state: State) -> str | list[Send]:
+    return "end" if state.get("stop_reason") else fan_out(state)

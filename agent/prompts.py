@@ -321,18 +321,28 @@ def _result_section(result: dict[str, Any], iteration: object) -> tuple[str, boo
     return "\n".join(lines), True
 
 
+def _round_section(candidates: list[Candidate]) -> str:
+    """Every attempt of a parallel round, one outcome line each, in iteration order."""
+    lines = [f"## All {len(candidates)} attempts of this round (trained in parallel)"]
+    for c in candidates:
+        lines.append(f"- attempt {c.get('iteration', '?')}: {outcome_text(c.get('result') or {})}")
+    return "\n".join(lines)
+
+
 def improver_messages(
     task: TaskInfo,
     *,
     last: Candidate,
     best: Candidate | None,
     window: list[Triple],
+    round_candidates: list[Candidate] | None = None,
 ) -> list[BaseMessage]:
     """The Improver's prompt: a system message and one human message.
 
     On a failure its only job is the fix for that error; after a success, one small change
     likely to raise one-epoch validation accuracy. The reply is a JSON object
-    {"problem": ..., "suggestion": ...}.
+    {"problem": ..., "suggestion": ...}. After a parallel round, `last` is the round's focus and
+    `round_candidates` (all of the round, in iteration order) adds one outcome line each.
     """
     result = last.get("result") or {}
     iteration = last.get("iteration", "?")
@@ -342,6 +352,8 @@ def improver_messages(
         sections.append(f"## Network of attempt {iteration}\n{_code_block(code)}")
     result_text, failed = _result_section(result, iteration)
     sections.append(result_text)
+    if round_candidates and len(round_candidates) > 1:
+        sections.append(_round_section(round_candidates))
     best_accuracy = _accuracy(best.get("result")) if best else None
     if best_accuracy is not None:
         sections.append(f"## Best val accuracy so far\n{best_accuracy:.4f}")

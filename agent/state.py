@@ -3,6 +3,16 @@
 Only what the next prompt needs lives here (the best and the last candidate, the Improver's
 suggestion, the K-window of triples); every candidate's code, result and timings go to the run
 archive on disk. TypedDicts throughout: they survive a checkpoint round trip, tuples do not.
+
+Parallel rounds (`--parallel N`, N > 1): a round is N candidates, iterations i .. i+N-1, each
+generated and trained in its own branch (a LangGraph `Send` carrying a `Branch`). The branches
+write only `round` (merged by iteration, so the order is defined whatever finishes first); the
+Improver's node then joins the round: `iteration` advances by N, `best` and `ok_count` take in
+every candidate, `last` becomes the round's focus (its best success, else its highest
+iteration), and each candidate closes its own copy of the pending triple: the round's
+suggestion, that candidate's outcome. So a round adds N triples to the window, in iteration
+order, and the window still keeps only the newest K. One Improver call per round sees every
+outcome. With N = 1 none of this is used: `round` stays empty and the loop is the classic one.
 """
 
 from __future__ import annotations
@@ -41,6 +51,28 @@ class Candidate(TypedDict):
     result: dict[str, Any]  # an EvalResult (or a no_code result) as a plain dict
 
 
+class Branch(TypedDict):
+    """Which candidate of a parallel round a `Send` branch is: slot 0 .. size-1.
+
+    The branch's own iteration number is the payload's `iteration` (round start + slot); the
+    slot picks the Generator's sampling temperature (see agent/nodes.py).
+    """
+
+    slot: int
+    size: int  # candidates in this round
+
+
+def merge_round(current: list[Candidate] | None, update: list[Candidate] | None) -> list[Candidate]:
+    """The round reducer: candidates merged by iteration, in iteration order; None empties it.
+
+    Keyed by iteration, so a branch that is re-run after a crash replaces its own entry.
+    """
+    if update is None:
+        return []
+    merged = {c["iteration"]: c for c in [*(current or []), *update]}
+    return [merged[i] for i in sorted(merged)]
+
+
 class WindowUpdate(TypedDict):
     """Push `append` onto the window, then keep only the newest `keep` triples."""
 
@@ -66,9 +98,13 @@ class State(TypedDict):
     gen_tokens: NotRequired[int]  # tokens the Generator spent on `code`
     gen_seconds: NotRequired[float]  # and the time it took
     best: NotRequired[Candidate | None]  # best successful candidate so far
-    last: NotRequired[Candidate | None]  # the most recent candidate, success or failure
+    last: NotRequired[Candidate | None]  # the most recent candidate (after a round: its focus)
     suggestion: NotRequired[str]  # the Improver's advice for the next candidate
     window: Annotated[list[Triple], update_window]
     pending: NotRequired[Pending | None]
     ok_count: NotRequired[int]  # successful candidates so far
     stop_reason: NotRequired[str | None]  # "budget" or "target" once the search is over
+    # Parallel rounds only (absent or empty with --parallel 1):
+    round_size: NotRequired[int]  # candidates in the next round (1: the classic loop)
+    round: Annotated[list[Candidate], merge_round]  # this round's finished candidates
+    branch: NotRequired[Branch]  # in a Send payload only: which slot of the round it is
