@@ -28,9 +28,7 @@ import atexit
 import contextlib
 import json
 import logging
-import os
 import random
-import secrets
 import shutil
 import time
 import uuid
@@ -53,12 +51,14 @@ from sandbox.backends.docker import (
     _owner,
     _unreachable,
 )
+from sandbox.backends.workdir import make_job_dir
 from sandbox.image import DEFAULT_TAG
 
 log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).resolve().parents[1] / "worker.py"
 RUNNER = Path(__file__).resolve().parents[1] / "runner.py"
+WARM_DIR_KIND = "warm-"  # in the pool dir's name: nasloop-job-<pid>-<start>-warm-<random>
 WARM_LABEL = "nasloop.warm"  # on every warm container, besides the per-job container's labels
 # Each pool draws its job uids from [base, base + 1000) with a random base at or above this.
 WARM_UID_MIN = 200_000
@@ -154,7 +154,8 @@ class WarmDockerBackend(DockerBackend):
         client = self._connect()
         info, image_env = self._image_info(client)
         _let_others_read(Path(key.data_dir))
-        root = Path(f"/tmp/nasloop-warm-{os.getpid()}-{secrets.token_hex(4)}")
+        # Named like a job dir, so that a SIGKILLed owner's pool dir is reaped like one.
+        root = make_job_dir(kind=WARM_DIR_KIND)
         for sub in ("jobs", "status", "runtime"):
             (root / sub).mkdir(parents=True)
         root.chmod(0o755)

@@ -65,14 +65,15 @@ def owner_alive(pid: int, start: str) -> bool:
     return started == start and state not in ("Z", "X")  # a zombie has stopped for good
 
 
-def make_job_dir(root: Path | None = None) -> Path:
+def make_job_dir(root: Path | None = None, kind: str = "") -> Path:
     """A fresh private directory for one job (in `root`, else the temp dir), named after us.
 
     Job dirs of dead owners are reaped first, so a killed evaluator's files last only until the
-    next job on the host starts.
+    next job on the host starts. `kind` goes into the name (e.g. "warm-" for a warm pool's dir,
+    which lives as long as its backend rather than one job).
     """
     reap_job_dirs(root)
-    prefix = f"{JOB_DIR_PREFIX}{owner_tag()}-"
+    prefix = f"{JOB_DIR_PREFIX}{owner_tag()}-{kind}"
     return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sandbox.backends.docker import OWNER_LABEL, _owner
 from sandbox.backends.process import SANDBOX_UID
-from sandbox.backends.warm import WARM_LABEL, WARM_UID_MIN
+from sandbox.backends.warm import WARM_DIR_KIND, WARM_LABEL, WARM_UID_MIN
 from sandbox.backends.workdir import JOB_DIR_PREFIX, OUT_MOUNT_SOURCE, mounts
 
 SANDBOX_UIDS = {SANDBOX_UID, 65534}  # the process backend's uid and the Docker backend's
@@ -74,7 +74,9 @@ def our_sandbox_processes(client: Any, our_cgroups: list[str]) -> list[int]:
 
 def our_job_dirs() -> list[Path]:
     """Job dirs this process made that are still there (the evaluator deletes each in `finally`)."""
-    return sorted(Path(tempfile.gettempdir()).glob(f"{JOB_DIR_PREFIX}{os.getpid()}-*"))
+    found = Path(tempfile.gettempdir()).glob(f"{JOB_DIR_PREFIX}{os.getpid()}-*")
+    # a warm pool's dir lives as long as its backend (test_warm_backend checks it goes on close)
+    return sorted(d for d in found if f"-{WARM_DIR_KIND}" not in d.name)
 
 
 def our_out_mounts() -> list[str]:

@@ -8,6 +8,9 @@ to touch the worker, and an OOM or a dead worker must cost only the job that met
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from tests.integration.test_train_candidate import TRAIN, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
+REPO = Path(__file__).resolve().parents[2]
 QUICK = {**TRAIN, "train_limit": 256}
 LIMITS = Limits(timeout_s=60, memory_mb=1024, pids=64, scratch_mb=64)
 
@@ -136,3 +140,47 @@ def test_close_removes_the_container_and_the_pool_dir(
     warm.close()
     assert not root.exists()
     assert docker_client.containers.list(all=True, filters={"id": container}) == []
+
+
+OWNER = """
+import sys, time
+from pathlib import Path
+from sandbox.backends.base import Limits
+from sandbox.backends.warm import WarmDockerBackend
+from sandbox.data import PreparedDataset
+from sandbox.evaluate import Evaluator
+
+backend = WarmDockerBackend(image=sys.argv[1])
+data = PreparedDataset.load(Path(sys.argv[2]))
+limits = Limits(timeout_s=60, memory_mb=1024, pids=64, scratch_mb=64)
+config = {"batch_size": 32, "lr": 0.01, "threads": 1, "train_limit": 64}
+result = Evaluator(data, backend, config, limits).evaluate(Path(sys.argv[3]).read_text())
+print(result["status"], backend._pool.container.id, backend._pool.root, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_owners_pool_is_reaped_by_the_next_backend(
+    sandbox_image: str, mnist: PreparedDataset, docker_client: Any, tmp_path: Path
+) -> None:
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER)
+    candidate = Path(__file__).parents[1] / "candidates" / "small_cnn.py"
+    argv = [sys.executable, str(script), sandbox_image, str(mnist.root), str(candidate)]
+    owner = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        status, container, root = owner.stdout.readline().split()
+        assert status == "ok"
+    finally:
+        owner.kill()  # SIGKILL: no atexit, no finally
+        owner.wait()
+    assert docker_client.containers.list(all=True, filters={"id": container})
+    assert Path(root).is_dir()
+    backend = WarmDockerBackend(image=sandbox_image)
+    try:
+        assert evaluate(backend, mnist, source("small_cnn"))["status"] == "ok"
+    finally:
+        backend.close()
+    assert docker_client.containers.list(all=True, filters={"id": container}) == []
+    assert not Path(root).exists()
