@@ -13,7 +13,7 @@ import torch
 
 from sandbox.data_sources import RawData
 
-FORMAT = 1
+FORMAT = 2  # 2: the training split is stored shuffled
 MNIST5K_TEST = 1000
 
 
@@ -70,6 +70,9 @@ def build(name: str, raw: RawData, dest: Path, val_size: int | None, seed: int) 
     if not 0 < n_val < len(pool_y):
         raise ValueError(f"val_size must be between 1 and {len(pool_y) - 1}, not {n_val}")
     val_idx, train_idx = _carve(len(pool_y), n_val, gen)
+    # Stored in random order, not the source's: a source sorted by class (mnist5k's CSV) would
+    # otherwise make NASLOOP_TRAIN_LIMIT=N train on the first classes only.
+    train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)]
     train_x, train_y = pool_x[train_idx], pool_y[train_idx]
     mean, std = _channel_stats(train_x)
     c, h, w = (int(v) for v in train_x.shape[1:])

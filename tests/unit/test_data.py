@@ -20,6 +20,7 @@ from torchvision import datasets
 
 from sandbox import data, data_sources
 from sandbox.data import DatasetUnavailable, PreparedDataset, UnknownDataset, prepare
+from sandbox.data_build import FORMAT
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLIC_FILES = {"meta.json", "train_images.pt", "train_labels.pt", "val_images.pt"}
@@ -64,7 +65,7 @@ def check_layout(ds: PreparedDataset, n_train: int, n_val: int, n_test: int) -> 
     assert {p.name for p in ds.public_dir.iterdir()} == PUBLIC_FILES
     assert {p.name for p in ds.private_dir.iterdir()} == PRIVATE_FILES
     meta = json.loads((ds.public_dir / "meta.json").read_text())
-    assert set(meta) == META_KEYS and meta == ds.meta and meta["format"] == 1
+    assert set(meta) == META_KEYS and meta == ds.meta and meta["format"] == FORMAT
     assert (ds.n_train, ds.n_val, ds.n_test) == (n_train, n_val, n_test)
     assert len(meta["classes"]) == ds.num_classes
     assert len(meta["mean"]) == len(meta["std"]) == ds.input_shape[0]
@@ -319,3 +320,11 @@ def test_cli_prepare_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert data.main(["prepare", "cifar10", "--data-dir", str(tmp_path), "--no-download"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: CIFAR-10 is not in") and err.count("\n") == 1
+
+
+def test_training_split_is_shuffled_so_a_train_limit_sees_every_class(
+    mnist: PreparedDataset,
+) -> None:
+    """mnist5k's source is sorted by class; the first N training images must not be."""
+    labels = torch.load(mnist.public_dir / "train_labels.pt")
+    assert set(labels[:600].tolist()) == set(range(10))

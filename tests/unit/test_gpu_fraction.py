@@ -47,6 +47,7 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """torch.cuda as on a GPU machine, recording the memory fractions it is given."""
     fractions: list[float] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", fractions.append)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
     return fractions
