@@ -1,0 +1,104 @@
+"""The Ray executor's pieces that need no cluster, and the local executor's one-at-a-time training.
+
+The Ray cluster itself is tests/integration/test_ray.py's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+
+from sandbox.backends.base import BackendUnavailable
+from sandbox.backends.ray_executor import RayExecutor, _unreachable
+from sandbox.settings import SandboxSettings
+from tests.integration.agent_cli import ROOT
+from tools.train_candidate import LocalExecutor, executor_for
+
+
+@dataclass
+class FakeDataset:
+    name: str = "mnist5k"
+
+
+class FakeLocal:
+    dataset = FakeDataset()
+    cache = None
+
+
+def executor(**settings: Any) -> RayExecutor:
+    return RayExecutor(SandboxSettings(**settings), cast(Any, FakeLocal()), "ray://127.0.0.1:1")
+
+
+@pytest.mark.parametrize(
+    ("gpus", "cluster_gpus", "asked"),
+    [("none", 4, 0), ("auto", 0, 0), ("auto", 8, 1), ("0,1", 8, 2), ("3", 8, 1)],
+)
+def test_gpus_per_candidate(gpus: str, cluster_gpus: int, asked: int) -> None:
+    assert executor(gpus=gpus)._num_gpus({"CPU": 4, "GPU": cluster_gpus}) == asked
+
+
+def test_workers_get_the_dataset_this_run_really_uses() -> None:
+    # the default dataset fell back to the offline one here: the workers must not try cifar10
+    fell_back = executor()._worker_settings()
+    assert SandboxSettings.model_validate_json(fell_back).dataset == "mnist5k"
+    # a dataset named explicitly is passed on as it is
+    named = executor(dataset="cifar100")._worker_settings()
+    assert SandboxSettings.model_validate_json(named).dataset == "cifar100"
+    assert "api_key" not in fell_back  # only the sandbox's settings travel
+
+
+def test_nothing_listening_is_a_quick_answer() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: refused
+        started = time.monotonic()
+        assert _unreachable(f"ray://127.0.0.1:{port}") is not None
+    assert time.monotonic() - started < 2
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert _unreachable(f"ray://127.0.0.1:{s.getsockname()[1]}") is None
+
+
+def test_without_ray_installed_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(BackendUnavailable, match=r"pip install 'nasloop\[ray\]'"):
+        executor().check()
+
+
+def test_the_search_never_imports_ray_unless_asked() -> None:
+    probe = (
+        "import sys, agent.run, graphs.nas, tools.train_candidate; "
+        "assert 'ray' not in sys.modules, 'ray was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_local_executor_trains_one_candidate_at_a_time() -> None:
+    spans: list[tuple[float, float]] = []
+
+    class Slow:
+        def evaluate(self, code: str) -> dict[str, Any]:
+            start = time.monotonic()
+            time.sleep(0.2)
+            spans.append((start, time.monotonic()))
+            return {"code": code}
+
+    local = executor_for(SandboxSettings(), Slow(), "local")
+    assert isinstance(local, LocalExecutor)
+    threads = [threading.Thread(target=local.evaluate, args=(str(i),)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
