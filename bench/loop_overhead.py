@@ -9,6 +9,9 @@ evaluator that returns a ready result. Their own time is measured around each ca
 off, so `net` is what the loop adds to an iteration on top of the LLM and training:
     net per iteration = (wall - time inside the stand-ins) / iterations
 ratio = net / BUDGET_MS (the target: at most 50 ms per iteration, i.e. ratio <= 1).
+
+Measured on 2026-11-30 (2-core CPU): 200 iterations, net 10.0 ms per iteration (median 9.5,
+p95 14.3), ratio 0.20.
 """
 
 from __future__ import annotations
