@@ -19,7 +19,7 @@ split sizes (45k train, 5k val): CIFAR-10's timings, and accuracies that compare
 Measured on 2026-11-30 (2-core Xeon with AMX, no GPU, torch 2.14.1, threads 2; paper / ours;
 ours in bf16, as `auto` picks on this CPU):
   synthetic-cifar, seeds 3-5, quiet machine (others < 0.03 cores): train 46.9 / 17.0 s (2.76x),
-    evaluation (train + predict) 2.78x, wall with ours' process start 50.2 / 21.2 s (2.37x);
+    evaluation (train + predict) 2.80x, wall with ours' process start 50.2 / 21.2 s (2.37x);
     val accuracy 95.40 / 94.53 % (-0.87 points).
   synthetic-cifar, seeds 0-2, others busy (0.35-1.0 cores): train 114.9 / 58.0 s (1.98x);
     val accuracy 94.11 / 92.90 % (-1.21; seed 0 alone -4.0). Over the six seeds the paired
