@@ -105,8 +105,8 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
     started = time.monotonic()
-    # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     branch = state.get("branch")
+    # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
         chat_for("generator", settings if branch is None else branch_settings(settings, branch)),
         messages,
