@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if data_dir := os.environ.get("NASLOOP_DATA_DIR"):
         overrides["data_dir"] = data_dir
+    if "RAY_AUTH_MODE" not in os.environ:  # the throwaway clusters' own token: none in ~/.ray
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     order = [w for r in range(args.repeats) for w in (args.workers[:: -1 if r % 2 else 1])]
     runs: dict[int, list[dict[str, Any]]] = {w: [] for w in args.workers}
     for workers in order:

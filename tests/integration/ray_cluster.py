@@ -2,7 +2,9 @@
 
 Both nodes get one CPU, a small object store and no dashboard; the head runs Ray's client
 server, so `python -m agent.run --executor ray://127.0.0.1:PORT` connects as it would to a remote
-cluster. Every port is chosen free, and the session lives in a temp dir of its own.
+cluster. Every port is chosen free, and the session lives in a temp dir of its own. Ray's token
+authentication is on, with a random token of the cluster's own that its clients get through the
+environment (`client_env()`), so nothing depends on (or is written to) `~/.ray/auth_token`.
 
 Teardown stops exactly the processes of this cluster, found by pid (their command lines name our
 session dir or GCS port; Ray's workers and agents are their children), never by name:
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -62,7 +65,13 @@ class RayCluster:
         # short: Ray's unix sockets live under it, and socket paths are limited to 107 bytes
         self.temp_dir = Path(tempfile.mkdtemp(prefix="nlray", dir="/tmp"))
         self.gcs_port, self.client_port = free_ports(2)
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        self.token = secrets.token_hex(32)
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.client_env()}
+        self.env.pop("RAY_AUTH_TOKEN_PATH", None)
+
+    def client_env(self) -> dict[str, str]:
+        """What a process needs in its environment to be let in."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
 
     @property
     def address(self) -> str:

@@ -52,7 +52,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         client.close()
 
 
-def ray_env(tmp_path: Path, llm_url: str, **extra: str) -> dict[str, str]:
+def ray_env(tmp_path: Path, llm_url: str, cluster: RayCluster, **extra: str) -> dict[str, str]:
     return agent_env(
         tmp_path,
         NASLOOP_GENERATOR_BASE_URL=llm_url,
@@ -60,6 +60,7 @@ def ray_env(tmp_path: Path, llm_url: str, **extra: str) -> dict[str, str]:
         NASLOOP_IMPROVER_MODEL="fake-improver",
         NASLOOP_TRAIN_LIMIT="600",
         NASLOOP_FINAL_TOP_K="0",  # the end-of-run final test trains locally: not what this tests
+        **cluster.client_env(),
         **extra,
     )
 
@@ -67,7 +68,7 @@ def ray_env(tmp_path: Path, llm_url: str, **extra: str) -> dict[str, str]:
 def test_parallel_search_on_ray_archives_everything_and_resumes(
     tmp_path: Path, llm_url: str, sandbox_image: str, ray_cluster: RayCluster
 ) -> None:
-    env = ray_env(tmp_path, llm_url)
+    env = ray_env(tmp_path, llm_url, ray_cluster)
     n = 8  # four rounds of two
     args = ["--run-id", "ray1", "--iterations", str(n), "--parallel", "2", "--json"]
     args += ["--executor", ray_cluster.address]
@@ -166,7 +167,7 @@ def slow_llm_url(tmp_path: Path) -> Iterator[str]:
 def test_a_ray_worker_killed_mid_evaluation_loses_nothing(
     tmp_path: Path, slow_llm_url: str, sandbox_image: str, ray_cluster: RayCluster, retries: int
 ) -> None:
-    env = ray_env(tmp_path, slow_llm_url, NASLOOP_RAY_RETRIES=str(retries))
+    env = ray_env(tmp_path, slow_llm_url, ray_cluster, NASLOOP_RAY_RETRIES=str(retries))
     args = ("--run-id", "kill", "--iterations", "2", "--parallel", "2", "--json")
     run = agent_run(env, *args, "--executor", ray_cluster.address)
     # wait until the round's two evaluations run at once, one on each node
