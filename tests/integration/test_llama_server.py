@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ from agent.llama_build import ensure_llama_server
 from agent.llm import ask, make_chat
 from agent.serve import EmbeddedServer, free_port, packaged_model
 from agent.settings import RoleConfig
-from sandbox.backends.docker import JOB_LABEL
+from sandbox.backends.docker import OWNER_LABEL
 from tests.integration.agent_cli import agent_env, agent_run
 
 pytestmark = pytest.mark.docker
@@ -312,7 +313,11 @@ def test_three_iterations_on_smollm2(
     rows = assert_loop_archive(tmp_path / "runs" / "smol", 3)
     assert sum(1 for line in err.splitlines() if line.startswith("[")) == 3, err
     print("kinds:", [r["kind"] for r in rows])
-    assert docker_client.containers.list(all=True, filters={"label": JOB_LABEL}) == []
+    # the run's own containers (its warm worker included) went with it; other runs' may be up
+    owner = f"{socket.gethostname()}:{done.pid}"
+    assert (
+        docker_client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"}) == []
+    )
 
 
 def test_embedded_server_when_none_is_configured(

@@ -20,11 +20,12 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
+import tools.train_candidate as train_candidate_module
 from agent.archive import RunArchive
 from agent.settings import Settings
 from agent.state import State
 from graphs.nas import graph as nas_graph
-from sandbox.backends.docker import JOB_LABEL
+from sandbox.backends.docker import OWNER_LABEL, _owner
 from tests.fakes import MNIST5K_REPLIES, FakeOpenAIServer, ScriptedResponder
 from tools.search import search_architectures
 
@@ -64,7 +65,15 @@ def nasloop_env(
     }.items():
         monkeypatch.setenv(f"NASLOOP_{name}", value)
     yield runs
-    assert docker_client.containers.list(all=True, filters={"label": JOB_LABEL}) == []
+    # The tool's evaluators live as long as this process (a warm worker with them); close them,
+    # then nothing of this process may remain (other runs on the machine may have their own).
+    for evaluator in train_candidate_module._evaluators.values():
+        close = getattr(evaluator.backend, "close", None)
+        if close:
+            close()
+    train_candidate_module._evaluators.clear()
+    owner = {"label": f"{OWNER_LABEL}={_owner()}"}
+    assert docker_client.containers.list(all=True, filters=owner) == []
 
 
 # --- (a) the compiled graph as a subgraph node -------------------------------------------------
