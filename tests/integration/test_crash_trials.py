@@ -17,6 +17,8 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,10 @@ from tests.integration.agent_cli import agent_env, agent_run
 
 pytestmark = pytest.mark.docker
 TRIALS = int(os.environ.get("NASLOOP_TEST_CRASH_TRIALS", "6"))
-# up to ~3 candidates of progress per kill: enough iterations that every kill lands mid-run
-ITERATIONS = 12 + 3 * TRIALS
+# Each life of the run makes at most 3 candidates of progress before its kill (see wait_and_kill):
+# enough iterations that every kill lands mid-run (the test fails, rather than passing weakly,
+# when the run ends before the last kill).
+ITERATIONS = 12 + 4 * TRIALS
 PRECHECKED = {"syntax", "no_net", "no_code"}
 
 
@@ -40,6 +44,34 @@ def checkpoint_state(run_dir: Path) -> dict[str, Any]:
         graph = build_graph(checkpointer=saver)
         snapshot = graph.get_state({"configurable": {"thread_id": run_dir.name}})
         return dict(snapshot.values)
+
+
+def wait_and_kill(proc: subprocess.Popen[str], rng: random.Random) -> bool:
+    """SIGKILL the run at a random moment after 0-2 finished candidates; False if it ended first.
+
+    Counting progress lines rather than seconds keeps every kill inside the search (an LLM call,
+    a training, an archive or checkpoint write) however fast the sandbox is, and the random delay
+    after the last line decides which of those it interrupts.
+    """
+    progress = threading.Semaphore(0)
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("["):
+                progress.release()
+
+    threading.Thread(target=read, daemon=True).start()
+    for _ in range(rng.randint(0, 2)):
+        while not progress.acquire(timeout=0.5):
+            if proc.poll() is not None:
+                return False
+    time.sleep(rng.uniform(0.0, 1.5))
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
 
 
 def test_random_sigkills_lose_nothing(tmp_path: Path, llm_url: str, sandbox_image: str) -> None:
@@ -55,12 +87,8 @@ def test_random_sigkills_lose_nothing(tmp_path: Path, llm_url: str, sandbox_imag
     kills = 0
     while kills < TRIALS:
         proc = agent_run(env, *args)
-        # start-up (imports, preflight, sandbox check) takes ~4-6 s; then ~1-3 s per candidate
-        time.sleep(rng.uniform(3.0, 12.0))
-        if proc.poll() is not None:  # finished before the kill: the run is complete
+        if not wait_and_kill(proc, rng):  # finished before the kill: the run is complete
             break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
         kills += 1
     final = agent_run(env, *args)
     out, err = final.communicate(timeout=900)
