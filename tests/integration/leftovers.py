@@ -9,6 +9,7 @@ conftest.py, which both sandbox test files use.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,14 @@ def our_job_dirs() -> list[Path]:
 def our_out_mounts() -> list[str]:
     """Out-dir tmpfs mounts this process made that are still mounted."""
     return [target for source, target in mounts() if source == f"{OUT_MOUNT_SOURCE}{os.getpid()}"]
+
+
+def orphaned_containers(client: Any) -> list[Any]:
+    """Sandbox containers on this host whose owning process is gone."""
+    host = socket.gethostname()
+    found = []
+    for c in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        owner_host, _, pid = c.labels.get(OWNER_LABEL, "").rpartition(":")
+        if owner_host == host and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            found.append(c)
+    return found
