@@ -30,8 +30,8 @@ DESCRIPTION = (
     "Train one candidate network for one epoch in the sandbox and report the outcome. `code` is a "
     "complete Python module defining `class Net(nn.Module)` (its constructor may take "
     "`num_classes`). Returns status ('ok' or 'error'), kind (the failure class: syntax, no_net, "
-    "import, shape, oom, timeout, nan, runtime, killed), message, val_accuracy, params, flops, "
-    "train_seconds and code_hash."
+    "import, shape, oom, timeout, nan, runtime, killed, over_limit), message, val_accuracy, "
+    "params, flops, train_seconds and code_hash."
 )
 
 _evaluators: dict[str, Evaluator] = {}
