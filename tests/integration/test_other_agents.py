@@ -64,16 +64,19 @@ def nasloop_env(
         "LLM_RETRIES": "1",
     }.items():
         monkeypatch.setenv(f"NASLOOP_{name}", value)
+    owner = {"label": f"{OWNER_LABEL}={_owner()}"}
+    # session-scoped fixtures (a shared warm pool) may hold containers of this process already
+    before = {c.id for c in docker_client.containers.list(all=True, filters=owner)}
     yield runs
     # The tool's evaluators live as long as this process (a warm worker with them); close them,
-    # then nothing of this process may remain (other runs on the machine may have their own).
+    # then no container this test started may remain (other runs on the machine may have their own).
     for evaluator in train_candidate_module._evaluators.values():
         close = getattr(evaluator.backend, "close", None)
         if close:
             close()
     train_candidate_module._evaluators.clear()
-    owner = {"label": f"{OWNER_LABEL}={_owner()}"}
-    assert docker_client.containers.list(all=True, filters=owner) == []
+    after = docker_client.containers.list(all=True, filters=owner)
+    assert [c for c in after if c.id not in before] == []
 
 
 # --- (a) the compiled graph as a subgraph node -------------------------------------------------
