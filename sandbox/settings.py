@@ -41,7 +41,7 @@ class SandboxSettings(BaseSettings):
     )
     image: str = Field("nasloop-sandbox:latest", description="Docker image for the docker backend")
     warm_worker: bool = Field(
-        False, description="docker: one warm container, each candidate a fresh forked process"
+        True, description="docker: one warm container, each candidate a fresh forked process"
     )
     timeout_s: float = Field(1800.0, gt=0, description="wall-time limit per candidate, seconds")
     memory_mb: int = Field(8192, ge=256, description="memory limit per candidate, MiB")

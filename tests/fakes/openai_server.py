@@ -12,6 +12,7 @@ ChatOpenAI, openai SDK and HTTP stack are exercised end to end.
 As a separate process (for subprocess tests):
 
     python -m tests.fakes.openai_server --port 0 --replies FILE.json [--faults 500,none,close]
+        [--reply-delay SECONDS]
 
 prints `READY http://127.0.0.1:PORT/v1` once listening, then serves until killed.
 
@@ -120,6 +121,7 @@ class FakeOpenAIServer:
         faults: Iterable[Fault] = (),
         port: int = 0,
         models: Sequence[str] | None = None,
+        reply_delay: float = 0.0,
     ) -> None:
         self.responder: Responder = responder or ScriptedResponder(
             {m: ["OK"] for m in DEFAULT_MODELS}
@@ -127,6 +129,9 @@ class FakeOpenAIServer:
         known: Sequence[str] = getattr(self.responder, "models", DEFAULT_MODELS)
         self.models = list(models or known)
         self._faults = [check_fault(f) for f in faults]
+        # seconds before each completion, as a real model takes to write one: tests that kill a
+        # run mid-way need the loop to last, however fast the sandbox gets
+        self.reply_delay = reply_delay
         self._requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -249,6 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except Exception as exc:
             self._error(500, f"responder failed: {exc!r}", kind="InternalServerError")
+            return
+        if self.fake._closing.wait(self.fake.reply_delay):
             return
         self._complete(body, messages, text)
 
@@ -382,12 +389,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--faults", default="", help="comma-separated, one per request: none,500,429,close,..."
     )
+    parser.add_argument(
+        "--reply-delay", type=float, default=0.0, help="seconds before each completion"
+    )
     args = parser.parse_args(argv)
     faults = (
         [None if f in ("", "none") else f for f in args.faults.split(",")] if args.faults else []
     )
     server = FakeOpenAIServer(
-        ScriptedResponder.from_file(args.replies), faults=faults, port=args.port
+        ScriptedResponder.from_file(args.replies),
+        faults=faults,
+        port=args.port,
+        reply_delay=args.reply_delay,
     )
     print(f"READY {server.base_url}", flush=True)
     try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,3 +40,21 @@ def agent_run(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def llm_server(replies: Path, *options: str) -> Iterator[str]:
+    """Base URL of the test's own OpenAI-compatible server, run as a separate process replaying
+    `replies` (tests/fakes/openai_server.py; `options` are its command-line flags)."""
+    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", *options]
+    server = subprocess.Popen(
+        [*command, "--replies", str(replies)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline().split()
+        assert ready and ready[0] == "READY", ready
+        yield ready[1]
+    finally:
+        server.kill()
+        server.wait()

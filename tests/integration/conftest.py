@@ -82,24 +82,24 @@ def nothing_left_behind(docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.fixture
 def llm_url() -> Iterator[str]:
-    """Base URL of the test's own OpenAI-compatible server (a separate process) replaying the
-    recorded small-model replies for mnist5k: `fake-generator` and `fake-improver`."""
-    import subprocess
-    import sys
-
+    """The recorded small-model replies for mnist5k: `fake-generator` and `fake-improver`."""
     from tests.fakes import MNIST5K_REPLIES
-    from tests.integration.agent_cli import ROOT
+    from tests.integration.agent_cli import llm_server
 
-    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0"]
-    server = subprocess.Popen(
-        [*command, "--replies", str(MNIST5K_REPLIES)], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    assert server.stdout is not None
-    ready = server.stdout.readline().split()
-    assert ready and ready[0] == "READY", ready
-    yield ready[1]
-    server.kill()
-    server.wait()
+    with llm_server(MNIST5K_REPLIES) as url:
+        yield url
+
+
+@pytest.fixture
+def paced_llm_url() -> Iterator[str]:
+    """The same replies, each after 0.5 s, as a local model takes seconds to write one: a test
+    that kills a run between two progress lines needs the loop to outlast the kill's delay, and
+    the warm sandbox alone may finish several iterations a second."""
+    from tests.fakes import MNIST5K_REPLIES
+    from tests.integration.agent_cli import llm_server
+
+    with llm_server(MNIST5K_REPLIES, "--reply-delay", "0.5") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,8 @@ from tests.integration.agent_cli import agent_env, agent_run
 
 pytestmark = pytest.mark.docker
 TRIALS = int(os.environ.get("NASLOOP_TEST_CRASH_TRIALS", "6"))
-# Each life of the run makes at most 3 candidates of progress before its kill (see wait_and_kill):
+# Each life of the run makes at most 3-4 candidates of progress before its kill (wait_and_kill
+# waits for 0-2 progress lines, then up to 1.5 s, and the paced LLM makes an iteration last 1 s):
 # enough iterations that every kill lands mid-run (the test fails, rather than passing weakly,
 # when the run ends before the last kill).
 ITERATIONS = 12 + 4 * TRIALS
@@ -74,10 +75,12 @@ def wait_and_kill(proc: subprocess.Popen[str], rng: random.Random) -> bool:
     return True
 
 
-def test_random_sigkills_lose_nothing(tmp_path: Path, llm_url: str, sandbox_image: str) -> None:
+def test_random_sigkills_lose_nothing(
+    tmp_path: Path, paced_llm_url: str, sandbox_image: str
+) -> None:
     env = agent_env(
         tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=llm_url,
+        NASLOOP_GENERATOR_BASE_URL=paced_llm_url,  # >= 1 s per iteration (see wait_and_kill)
         NASLOOP_GENERATOR_MODEL="fake-generator",
         NASLOOP_IMPROVER_MODEL="fake-improver",
         NASLOOP_TRAIN_LIMIT="300",

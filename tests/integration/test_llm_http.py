@@ -234,6 +234,16 @@ def test_fake_server_streams_with_usage(server: FakeOpenAIServer) -> None:
     assert server.requests[0]["stream_options"] == {"include_usage": True}
 
 
+def test_reply_delay_paces_every_completion() -> None:
+    """A paced server answers each completion after its delay, like a model writing it."""
+    with FakeOpenAIServer(ScriptedResponder({GEN: ["a", "b"]}), reply_delay=0.3) as server:
+        chat = make_chat("generator", config(server.base_url), timeout_s=5)
+        started = time.perf_counter()
+        texts = [ask(chat, PROMPT, role="generator", retries=0).text for _ in range(2)]
+        assert texts == ["a", "b"]
+        assert time.perf_counter() - started >= 0.6
+
+
 def test_recorded_mnist_script_loads() -> None:
     script = json.loads(MNIST5K_REPLIES.read_text())
     assert set(script) == {GEN, IMP}

@@ -17,8 +17,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ import pytest
 
 from agent.archive import RunArchive
 from sandbox.backends.ray_executor import TASK_NAME
-from tests.integration.agent_cli import ROOT, agent_env, agent_run
+from tests.integration.agent_cli import agent_env, agent_run, llm_server
 from tests.integration.ray_cluster import RayCluster
 from tests.integration.test_crash_trials import checkpoint_state
 
@@ -151,16 +149,8 @@ def slow_llm_url(tmp_path: Path) -> Iterator[str]:
     advice = json.dumps({"problem": "it is slow", "suggestion": "remove the sleep"})
     generator = [SLOW_NET.replace("{width}", str(w)) for w in (32, 48, 64, 80)]
     replies.write_text(json.dumps({"fake-generator": generator, "fake-improver": [advice]}))
-    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0"]
-    server = subprocess.Popen(
-        [*command, "--replies", str(replies)], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    assert server.stdout is not None
-    ready = server.stdout.readline().split()
-    assert ready and ready[0] == "READY", ready
-    yield ready[1]
-    server.kill()
-    server.wait()
+    with llm_server(replies) as url:
+        yield url
 
 
 @pytest.mark.parametrize("retries", [2, 0])

@@ -40,9 +40,9 @@ def run_env(tmp_path: Path, llm_url: str, **extra: str) -> dict[str, str]:
 
 
 def test_killed_run_resumes_to_an_exact_archive(
-    tmp_path: Path, llm_url: str, docker_client: Any, sandbox_image: str
+    tmp_path: Path, paced_llm_url: str, docker_client: Any, sandbox_image: str
 ) -> None:
-    env = run_env(tmp_path, llm_url)
+    env = run_env(tmp_path, paced_llm_url)  # >= 1 s per iteration: 5 left outlast the kill
     args = ("--run-id", "r1", "--iterations", "9", "--json")
     first = agent_run(env, *args)
     assert first.stderr is not None

@@ -36,7 +36,7 @@ def test_invoke_trains_in_docker_and_caches(quick_settings: Path) -> None:
     code = REFERENCE_NET.read_text()
     first = train_candidate.invoke({"code": code})
     assert (first["status"], first["dataset"]) == ("ok", "mnist5k")
-    assert first["backend"] == "docker"  # the default: a container per candidate
+    assert first["backend"] == "docker-warm"  # the default: a warm container
     assert 0.0 <= first["val_accuracy"] <= 1.0 and first["params"] > 0
     again = train_candidate.invoke({"code": "# reformatted\n" + code})
     assert again["cached"] is True and again["code_hash"] == first["code_hash"]
