@@ -68,6 +68,28 @@ _WAIT_EXPIRED = (requests.exceptions.ReadTimeout, requests.exceptions.Connection
 _KILL_GRACE_S = 10.0
 
 
+def confinement(memory_mb: int, pids: int, gpus: tuple[str, ...]) -> dict[str, Any]:
+    """`containers.create` arguments every sandbox container gets, per candidate or warm: no
+    network, a read-only root, memory without swap, a process cap, no capabilities, no core
+    dumps, no privilege gain, a private IPC namespace, bounded logs, only the listed GPUs."""
+    devices = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])] if gpus else None
+    return {
+        "network_mode": "none",
+        "read_only": True,
+        "mem_limit": f"{memory_mb}m",
+        "memswap_limit": f"{memory_mb}m",  # equal: no swap to hide in
+        "pids_limit": pids,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "ipc_mode": "private",
+        "ulimits": [Ulimit(name="core", soft=0, hard=0)],
+        "device_requests": devices,
+        "log_config": _LOG_CONFIG,
+        "hostname": "sandbox",
+        "detach": True,
+    }
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
@@ -263,11 +285,6 @@ class DockerBackend:
             "nasloop.container": name,
             OWNER_LABEL: _owner(),
         }
-        device_requests = (
-            [DeviceRequest(device_ids=list(limits.gpus), capabilities=[["gpu"]])]
-            if limits.gpus
-            else None
-        )
         container: Any = None
         try:
             try:
@@ -281,21 +298,9 @@ class DockerBackend:
                     user=self.user,
                     environment=self._environment(job, image_env),
                     working_dir=SCRATCH_MOUNT,
-                    network_mode="none",
-                    read_only=True,
                     mounts=self._mounts(job, info),
                     tmpfs={SCRATCH_MOUNT: f"rw,nosuid,nodev,size={limits.scratch_mb}m,mode=1777"},
-                    mem_limit=f"{limits.memory_mb}m",
-                    memswap_limit=f"{limits.memory_mb}m",  # equal: no swap to hide in
-                    pids_limit=limits.pids,
-                    cap_drop=["ALL"],
-                    security_opt=["no-new-privileges"],
-                    ipc_mode="private",
-                    ulimits=[Ulimit(name="core", soft=0, hard=0)],
-                    device_requests=device_requests,
-                    log_config=_LOG_CONFIG,
-                    hostname="sandbox",
-                    detach=True,
+                    **confinement(limits.memory_mb, limits.pids, limits.gpus),
                 )
                 started = time.monotonic()
                 container.start()

@@ -38,11 +38,10 @@ from typing import Any
 
 import docker.errors
 import requests.exceptions
-from docker.types import DeviceRequest, Mount, Ulimit
+from docker.types import Mount
 
 from sandbox.backends.base import DATA_MOUNT, SCRATCH_MOUNT, BackendUnavailable, Job, RunOutcome
 from sandbox.backends.docker import (
-    _LOG_CONFIG,
     JOB_LABEL,
     OWNER_LABEL,
     DockerBackend,
@@ -50,6 +49,7 @@ from sandbox.backends.docker import (
     _one_line,
     _owner,
     _unreachable,
+    confinement,
 )
 from sandbox.backends.workdir import make_job_dir
 from sandbox.image import DEFAULT_TAG
@@ -177,10 +177,6 @@ class WarmDockerBackend(DockerBackend):
             bind(str(root / "status"), f"{POOL_MOUNT}/status", False),
             bind(key.data_dir, DATA_MOUNT, True),
         ]
-        device_requests = (
-            [DeviceRequest(device_ids=list(key.gpus), capabilities=[["gpu"]])] if key.gpus else None
-        )
-        memory = f"{key.memory_mb + WORKER_MEMORY_MB}m"
         container: Any = None
         try:
             container = client.containers.create(
@@ -196,22 +192,11 @@ class WarmDockerBackend(DockerBackend):
                 user="0:0",
                 environment=self._worker_environment(key, image_env),
                 working_dir=SCRATCH_MOUNT,
-                network_mode="none",
-                read_only=True,
                 mounts=mounts,
                 tmpfs={SCRATCH_MOUNT: scratch, OUT_TMPFS: scratch, "/dev/shm": scratch},
-                mem_limit=memory,
-                memswap_limit=memory,
-                pids_limit=key.pids + WORKER_PIDS,
-                cap_drop=["ALL"],
+                # the worker needs these three to hand each job its own uid, and to end it
                 cap_add=["SETUID", "SETGID", "KILL"],
-                security_opt=["no-new-privileges"],
-                ipc_mode="private",
-                ulimits=[Ulimit(name="core", soft=0, hard=0)],
-                device_requests=device_requests,
-                log_config=_LOG_CONFIG,
-                hostname="sandbox",
-                detach=True,
+                **confinement(key.memory_mb + WORKER_MEMORY_MB, key.pids + WORKER_PIDS, key.gpus),
             )
             container.start()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
