@@ -222,14 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_id")
     parser.add_argument("--runs-dir", type=Path, help="default: NASLOOP_RUNS_DIR")
     args = parser.parse_args(argv)
-    from agent.settings import load_settings
+    from agent.settings import existing_run_dir
     from sandbox.settings import SettingsError
 
     try:
-        run_dir = (args.runs_dir or load_settings().runs_dir) / args.run_id
-        if not (run_dir / "settings.json").is_file():
-            raise FileNotFoundError(f"no run in {run_dir}: check the run id and runs dir")
-        out = export_run(run_dir)
+        out = export_run(existing_run_dir(args.run_id, args.runs_dir, "settings.json"))
     except (OSError, SettingsError) as exc:
         print(f"nasloop: error: {exc}", file=sys.stderr)
         return 2

@@ -507,14 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, help="default: NASLOOP_RUNS_DIR")
     parser.add_argument("--json", action="store_true", help="print summary.json on stdout")
     args = parser.parse_args(argv)
-    from agent.settings import load_settings
+    from agent.settings import existing_run_dir
     from sandbox.settings import SettingsError
 
     try:
-        run_dir = (args.runs_dir or load_settings().runs_dir) / args.run_id
-        if not (run_dir / "archive.sqlite").is_file():
-            raise FileNotFoundError(f"no run archive in {run_dir}: check the run id and runs dir")
-        out = write_report(run_dir)
+        out = write_report(existing_run_dir(args.run_id, args.runs_dir, "archive.sqlite"))
     except (OSError, SettingsError) as exc:
         print(f"nasloop: error: {exc}", file=sys.stderr)
         return 2

@@ -193,4 +193,4 @@ def test_report_cli_refuses_an_unknown_run_in_one_line(
 
     assert main(["nope", "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no run archive" in err
+    assert len(err.splitlines()) == 1 and "no run in" in err and "--runs-dir" in err
