@@ -40,7 +40,10 @@ def test_gpu_script_smoke_runs_on_cpu(tmp_path: Path) -> None:
     assert process["overhead_s"] > 0  # a fresh sandboxed interpreter is never free
     # both sides trained the same net on the same data with the same seed
     accuracies = {m: rows[0]["accuracy"] for m, rows in overhead["runs"].items()}
-    assert accuracies["bare"] == accuracies["process"]
+    assert accuracies["bare"] == accuracies["process"] == accuracies["bare-process"]
+    # and against the second floor, the runner as a plain process of its own
+    fresh = overhead["mean"]["bare-process"]["wall_s"]
+    assert process["vs_fresh_process_s"] == process["wall_s"] - fresh
 
 
 def test_loop_overhead_runs_the_real_graph_and_accounts_for_its_stand_ins(
