@@ -34,6 +34,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,11 @@ from sandbox.settings import SandboxSettings
 
 TASK_NAME = "nasloop-evaluate"  # a busy worker's process title is `ray::nasloop-evaluate`
 LOST_KIND = "killed"
+# The head's client server starts a process per client; when that fails the message says this.
+CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+CLIENT_SERVER_ATTEMPTS = 3
+CLIENT_SERVER_PAUSE_S = 2.0  # times the attempt number
+log = logging.getLogger(__name__)
 
 _connect_lock = threading.Lock()
 
@@ -101,19 +107,28 @@ class RayExecutor:
             if self.address and (refused := _unreachable(self.address)):
                 # a quick answer: the client itself would retry for ~35 s before giving up
                 raise BackendUnavailable(f"cannot reach {where} ({refused}): {fix}")
-            try:
-                with warnings.catch_warnings():  # its connection warnings: our message says it
-                    warnings.simplefilter("ignore")
-                    ray.init(
-                        address=self.address,
-                        logging_level=logging.WARNING,
-                        log_to_driver=False,  # worker output stays in the cluster's logs
-                        configure_logging=False,
-                    )
-            except Exception as exc:  # ConnectionError, grpc errors, timeouts: all mean "not here"
-                raise BackendUnavailable(
-                    f"cannot reach {where} ({_one_line(exc)}): {fix}"
-                ) from None
+            for attempt in range(1, CLIENT_SERVER_ATTEMPTS + 1):
+                try:
+                    with warnings.catch_warnings():  # its connection warnings: our message says it
+                        warnings.simplefilter("ignore")
+                        ray.init(
+                            address=self.address,
+                            logging_level=logging.WARNING,
+                            log_to_driver=False,  # worker output stays in the cluster's logs
+                            configure_logging=False,
+                        )
+                    break
+                except Exception as exc:  # ConnectionError, grpc errors, timeouts: "not here"
+                    # ...except the client server's own start-up for this client, which a busy
+                    # head can fail once (seen right after a killed client): worth a second try
+                    transient = CLIENT_SERVER_FAILED in str(exc)
+                    if not transient or attempt == CLIENT_SERVER_ATTEMPTS:
+                        raise BackendUnavailable(
+                            f"cannot reach {where} ({_one_line(exc)}): {fix}"
+                        ) from None
+                    log.warning("Ray client server did not start (attempt %d); retrying", attempt)
+                    ray.shutdown()
+                    time.sleep(CLIENT_SERVER_PAUSE_S * attempt)
         resources = ray.cluster_resources()
         gpus = self._num_gpus(resources)
         if gpus > resources.get("GPU", 0):

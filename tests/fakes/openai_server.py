@@ -28,6 +28,8 @@ import itertools
 import json
 import math
 import re
+import select
+import socket
 import sys
 import threading
 import time
@@ -247,6 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(messages, list) or not messages:
             self._error(400, "'messages' must be a non-empty list")
             return
+        if not self._write_for_a_while():
+            return
         try:
             text = self.fake.responder(body)
         except UnknownModel as exc:
@@ -255,9 +259,22 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             self._error(500, f"responder failed: {exc!r}", kind="InternalServerError")
             return
-        if self.fake._closing.wait(self.fake.reply_delay):
-            return
         self._complete(body, messages, text)
+
+    def _write_for_a_while(self) -> bool:
+        """Spend the reply delay as a model writing; False if the client hung up meanwhile (or
+        the server closes). A reply nobody waited for is not taken from the script, so a run
+        killed mid-call and resumed gets the reply the dead process never saw."""
+        deadline = time.monotonic() + self.fake.reply_delay
+        while (left := deadline - time.monotonic()) > 0:
+            if self.fake._closing.is_set():
+                return False
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+            if readable:
+                if not self.connection.recv(1, socket.MSG_PEEK):
+                    return False  # end of stream: the client is gone
+                return not self.fake._closing.wait(left)  # it sent more: just wait
+        return True
 
     # -- replies ---------------------------------------------------------------------------------
 

@@ -244,6 +244,22 @@ def test_reply_delay_paces_every_completion() -> None:
         assert time.perf_counter() - started >= 0.6
 
 
+def test_a_reply_nobody_waited_for_stays_in_the_script() -> None:
+    """A client that hangs up during the delay (a run killed mid-call) takes no reply: the next
+    request, say the resumed run's, gets the one the dead client would have had."""
+    with FakeOpenAIServer(ScriptedResponder({GEN: ["a", "b"]}), reply_delay=0.5) as server:
+        body = json.dumps({"model": GEN, "messages": [{"role": "user", "content": "hi"}]})
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type:"
+                b" application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body.encode())
+            )
+            time.sleep(0.1)  # the server is now "writing" the reply
+        chat = make_chat("generator", config(server.base_url), timeout_s=5)
+        assert ask(chat, PROMPT, role="generator", retries=0).text == "a"
+        assert len(server.requests) == 2
+
+
 def test_recorded_mnist_script_loads() -> None:
     script = json.loads(MNIST5K_REPLIES.read_text())
     assert set(script) == {GEN, IMP}

@@ -102,3 +102,57 @@ def test_local_executor_trains_one_candidate_at_a_time() -> None:
         t.join()
     spans.sort()
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
+
+
+class FlakyClientServerRay:
+    """Just enough of `ray` for _connect: init fails `failures` times as a busy head's client
+    server does ("Starting Ray client server failed"), then connects."""
+
+    def __init__(self, failures: int, message: str) -> None:
+        self.failures, self.message = failures, message
+        self.inits = self.shutdowns = 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **_: Any) -> None:
+        self.inits += 1
+        if self.inits <= self.failures:
+            raise ConnectionError(f"Initialization failure from server: {self.message}")
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": 2.0}
+
+    def remote(self, function: Any) -> Any:
+        return type("Remote", (), {"options": staticmethod(lambda **_: function)})()
+
+
+@pytest.mark.parametrize(
+    ("failures", "message", "inits", "connects"),
+    [
+        (2, "RuntimeError: Starting Ray client server failed. See ...", 3, True),  # retried
+        (3, "RuntimeError: Starting Ray client server failed. See ...", 3, False),  # bounded
+        (1, "some other failure", 1, False),  # not retried: only that start-up is transient
+    ],
+)
+def test_a_client_server_that_fails_to_start_is_retried_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch, failures: int, message: str, inits: int, connects: bool
+) -> None:
+    fake = FlakyClientServerRay(failures, message)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr("sandbox.backends.ray_executor.CLIENT_SERVER_PAUSE_S", 0.0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        ray = RayExecutor(
+            SandboxSettings(), cast(Any, FakeLocal()), f"ray://127.0.0.1:{s.getsockname()[1]}"
+        )
+        if connects:
+            ray.check()
+        else:
+            with pytest.raises(BackendUnavailable, match="cannot reach ray://"):
+                ray.check()
+    assert fake.inits == inits and fake.shutdowns == min(failures, inits - 1)
