@@ -21,7 +21,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 import agent.nodes as nodes
 from agent.settings import Settings
-from graphs.nas import build_graph
+from agent.graph import build_graph
 from sandbox.result import new_result
 
 # (kind, accuracy) per iteration: every failure kind, improvements and non-improvements
