@@ -24,14 +24,9 @@ from pydantic import SecretStr
 from agent.archive import RunArchive
 from agent.graph import build_graph
 from agent.llm import LLMUnavailable, preflight
-from agent.serve import (
-    ModelChoice,
-    ServerError,
-    answers,
-    embedded_default_model,
-    embedded_settings,
-    server_for,
-)
+from agent.llm_server.models import ModelChoice, embedded_default_model
+from agent.llm_server.server import answers, server_for
+from agent.llm_server.settings import ServerError, embedded_settings
 from agent.settings import Settings, load_settings
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
@@ -74,7 +69,7 @@ def embedded_llm(
     resuming: bool,
     stack: contextlib.ExitStack,
 ) -> tuple[Settings, ModelChoice | None]:
-    """Start the embedded llama.cpp server (agent.serve) when the user configured no LLM server
+    """Start the embedded llama.cpp server (agent/llm_server) when the user configured no LLM server
     and none answers on the local default port; `stack` stops it. Both roles then use it.
 
     "Configured" means NASLOOP_GENERATOR_BASE_URL set now (flag, environment or .env). A resumed

@@ -20,8 +20,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 import agent.nodes as nodes
-from agent.settings import Settings
 from agent.graph import build_graph
+from agent.settings import Settings
 from sandbox.settings import SettingsError
 from tests.unit.test_graph import SCRIPT, ScriptedEvaluator, generator_reply
 
