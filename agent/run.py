@@ -37,6 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--run-id", help="resume this run (or start a new run with this id)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check settings, LLM server, dataset, sandbox and GPUs, then exit (agent.doctor)",
+    )
+    parser.add_argument(
+        "--embedded-model",
+        metavar="MODEL",
+        help="the embedded LLM server's model when no server is configured: coder-7b, coder-1.5b, "
+        "small, a GGUF path or OWNER/REPO:FILE.gguf (NASLOOP_EMBEDDED_MODEL; default: by hardware)",
+    )
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         help_text = f"{field.description or ''} (NASLOOP_{name.upper()}; default {field.default})"
@@ -67,6 +78,10 @@ def setting_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.check:
+        from agent.doctor import report, run_checks
+
+        return report(run_checks(setting_flags(args), args.embedded_model))
     with contextlib.ExitStack() as stack:  # holds the embedded LLM server, if one is started
         return _main(args, stack)
 
@@ -79,7 +94,9 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         stack.callback(lock.release)
         if resuming:
             lock.acquire()  # refuse a second process before it starts servers or checks anything
-        settings, embedded = embedded_llm(flags, settings, run_id, resuming, stack)
+        settings, embedded = embedded_llm(
+            flags, settings, run_id, resuming, stack, args.embedded_model
+        )
         preflight_all(settings)
         if not resuming:
             lock.acquire()  # only now may a new run's directory exist

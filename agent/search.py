@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ def embedded_llm(
     run_id: str,
     resuming: bool,
     stack: contextlib.ExitStack,
+    embedded_model: str | None = None,
 ) -> tuple[Settings, ModelChoice | None]:
     """Start the embedded llama.cpp server (agent/llm_server) when the user configured no LLM server
     and none answers on the local default port; `stack` stops it. Both roles then use it.
@@ -81,17 +83,21 @@ def embedded_llm(
     if resuming and not marker.is_file():
         return settings, None  # it ran against a configured server: keep that one
     embedded = embedded_settings()
+    if embedded_model:  # --embedded-model wins over NASLOOP_EMBEDDED_MODEL
+        embedded = embedded.model_copy(update={"model": embedded_model})
     url = embedded.local_url()
     if answers(url):  # e.g. `python -m agent.serve` in another terminal
         return settings.model_copy(update={"generator_base_url": url}), None
     stored = json.loads(marker.read_text()).get("model") if marker.is_file() else None
     if stored and not embedded.model:
-        choice = ModelChoice(stored, "the model this run started with")
+        resumed = embedded_default_model(embedded.model_copy(update={"model": stored}))
+        choice = replace(resumed, why="the model this run started with")
     else:
         choice = embedded_default_model(embedded)
+    print(f"nasloop: {choice.line()}", file=sys.stderr, flush=True)
     print(
         f"nasloop: no LLM server configured (NASLOOP_GENERATOR_BASE_URL) and none answers at "
-        f"{url}: starting an embedded llama.cpp server with {choice.spec} ({choice.why})",
+        f"{url}: starting an embedded llama.cpp server with {choice.spec}",
         file=sys.stderr,
         flush=True,
     )

@@ -64,7 +64,8 @@ def self_test(evaluator: Evaluator) -> float:
         tail = result["traceback"].strip().splitlines()[-1:] if result["traceback"] else []
         where = f"; last log line: {tail[0][:200]}" if tail else ""
         raise InfrastructureFault(
-            f"a known-good tiny net failed in the {evaluator.backend.name} sandbox ({detail}{where})",
+            f"a known-good tiny net failed in the {evaluator.backend.name} sandbox "
+            f"({detail}{where})",
             "check the sandbox's interpreter and torch (NASLOOP_IMAGE, "
             "`python -m sandbox.image build`) or choose another with NASLOOP_SANDBOX",
         )

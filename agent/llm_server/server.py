@@ -5,8 +5,8 @@ the base URL and the `NASLOOP_GENERATOR_BASE_URL=...` line to use, and serves un
 search (agent/search.py) uses the same `EmbeddedServer` when no server is configured (models.py
 picks the model, and says why).
 
-A model is a GGUF path, or a hub id `OWNER/REPO:FILE.gguf` that is downloaded once into the
-Hugging Face cache (needs `pip install huggingface_hub`, an optional extra of nasloop).
+A model is a GGUF path, a hub id `OWNER/REPO:FILE.gguf` that is downloaded once (download.py:
+progress, resumed after a kill), or a short name (coder-7b, coder-1.5b, small; models.py).
 
 Settings (environment or `.env`; `python -m agent.serve` flags win):
 - `NASLOOP_EMBEDDED_MODEL`: the model the embedded server uses (default: models.py).
@@ -66,8 +66,10 @@ class EmbeddedServer:
         ready_timeout_s: float = 300.0,
         stop_grace_s: float = 10.0,
         extra_args: Sequence[str] = (),
+        cuda: bool = False,
     ) -> None:
         self.model = Path(model)
+        self.cuda = cuda  # a CUDA build of llama-server (built once if missing)
         self.port = port
         self.ctx_size = ctx_size
         # the candidates train on the same CPU: leave them half (one core of two, measured best
@@ -113,7 +115,7 @@ class EmbeddedServer:
                 "choose another (--port / NASLOOP_EMBEDDED_PORT)"
             )
         try:
-            self.binary = self.binary or ensure_llama_server()
+            self.binary = self.binary or ensure_llama_server(cuda=self.cuda)
         except LlamaBuildError as exc:
             raise ServerError(f"no llama-server binary: {exc}") from None
         if self.log_path is None:
@@ -241,9 +243,10 @@ def server_for(choice: ModelChoice, settings: EmbeddedSettings) -> EmbeddedServe
         port=settings.port,
         ctx_size=settings.ctx_size,
         threads=settings.threads,
-        gpu_layers=settings.gpu_layers,
+        gpu_layers=choice.gpu_layers if settings.gpu_layers is None else settings.gpu_layers,
         alias=model_label(choice.spec),
         ready_timeout_s=settings.ready_timeout_s,
+        cuda=choice.cuda,
     )
 
 
@@ -255,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m agent.serve",
         description="Serve a GGUF model with llama.cpp's llama-server on 127.0.0.1 for nasloop.",
     )
-    parser.add_argument("--model", help="GGUF path or OWNER/REPO:FILE.gguf (default: see docs)")
+    parser.add_argument(
+        "--model", help="GGUF path, OWNER/REPO:FILE.gguf, coder-7b, coder-1.5b or small"
+    )
     parser.add_argument("--port", type=int, help="port (NASLOOP_EMBEDDED_PORT; default 8080)")
     parser.add_argument("--ctx-size", type=int, help="context tokens (default 8192)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: half the cores)")
@@ -273,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         settings = settings.model_copy(update=overrides)
         choice = embedded_default_model(settings)
+        print(f"serve: {choice.line()}", file=sys.stderr, flush=True)
         server = server_for(choice, settings)
         server.extra_args = [a for a in args.server_args if a != "--"]
-        print(f"serve: starting llama-server with {choice.spec} ({choice.why})", file=sys.stderr)
         server.start()
     except ServerError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)

@@ -1,0 +1,143 @@
+"""The embedded default model from a hub: a local `HF_ENDPOINT` server (tests/fakes/hub_server.py)
+serves tiny GGUFs under the coder models' names. A download killed mid-file resumes where it
+stopped; `agent.run` says which model and why on its first line, downloads it with progress,
+and searches with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.llm_server.build import ensure_llama_server
+from agent.llm_server.models import (
+    CODER_1_5B,
+    CODER_7B,
+    embedded_default_model,
+    model_label,
+    probe_hardware,
+)
+from agent.llm_server.server import free_port
+from agent.llm_server.settings import EmbeddedSettings
+from tests.fakes.hub_server import FakeHub
+from tests.integration.agent_cli import ROOT, agent_env, agent_run
+from tests.integration.test_llama_server import write_tiny_gguf
+
+REPO, FILE = "owner/tiny-GGUF", "tiny.gguf"
+
+
+@pytest.fixture(scope="module")
+def gguf_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf").read_bytes()
+
+
+def hub_env(tmp_path: Path, hub: FakeHub) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "NASLOOP_"))}
+    env.update(
+        HF_ENDPOINT=hub.url,
+        XDG_CACHE_HOME=str(tmp_path / "cache"),  # our model cache, empty
+        HF_HUB_CACHE=str(tmp_path / "hf"),  # the Hugging Face cache, empty
+    )
+    return env
+
+
+def download_in_child(env: dict[str, str]) -> subprocess.Popen[str]:
+    code = f"from agent.llm_server.download import download; print(download({REPO!r}, {FILE!r}))"
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_download_killed_mid_file_resumes_with_a_range_request(tmp_path: Path, gguf_bytes: bytes):
+    size = len(gguf_bytes)
+    with FakeHub({REPO: {FILE: gguf_bytes}}, bytes_per_s=size / 8) as hub:  # 8 s for the file
+        env = hub_env(tmp_path, hub)
+        part = tmp_path / "cache" / "nasloop" / "models" / "owner--tiny-GGUF" / f"{FILE}.part"
+        child = download_in_child(env)
+        deadline = time.monotonic() + 60
+        while not (part.is_file() and part.stat().st_size >= size // 4):
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the download never got a quarter of the file"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        kept = part.stat().st_size
+        assert size // 4 <= kept < size  # killed mid-file, the part file stays
+
+        hub.bytes_per_s = None
+        again = download_in_child(env)
+        out, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+    final = Path(out.strip())
+    assert final.read_bytes() == gguf_bytes
+    assert not part.exists()
+    # the hub logs a request when it ends, and the killed one may end after the resumed one
+    gets = {
+        rng: sent for method, path, rng, sent in hub.requests if method == "GET" and FILE in path
+    }
+    assert set(gets) == {None, f"bytes={kept}-"}  # the whole file, then only the rest...
+    assert gets[f"bytes={kept}-"] == size - kept  # ...which is all the second one sent
+    assert f"download: resuming {FILE} at" in err and "(100%)" in err  # progress is shown
+
+
+def test_agent_run_says_its_model_and_why_first_downloads_it_and_searches_with_it(
+    tmp_path: Path, gguf_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+):
+    coders = {}
+    for spec in (CODER_7B, CODER_1_5B):  # whichever this machine's hardware asks for
+        repo, _, filename = spec.partition(":")
+        coders[repo] = {filename: gguf_bytes}
+    with FakeHub(coders) as hub:
+        env = agent_env(tmp_path, **hub_env(tmp_path, hub))
+        for key in [k for k in env if k.startswith("NASLOOP_EMBEDDED_")]:
+            del env[key]
+        env.update(
+            NASLOOP_LLAMA_SERVER=str(ensure_llama_server()),
+            NASLOOP_EMBEDDED_PORT=str(free_port()),
+            NASLOOP_EMBEDDED_CTX_SIZE="2048",
+            NASLOOP_GENERATOR_MAX_TOKENS="64",
+            NASLOOP_IMPROVER_MAX_TOKENS="64",
+        )
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        expected = embedded_default_model(EmbeddedSettings(), hardware=probe_hardware())
+        run = agent_run(env, "--iterations", "1", "--json")
+        out, err = run.communicate(timeout=600)
+    lines = err.splitlines()
+    assert run.returncode == 0, err
+    assert lines[0] == f"nasloop: {expected.line()}"
+    label = model_label(expected.spec)
+    assert label.startswith("Qwen2.5-Coder-")
+    assert any(line.startswith(f"download: {label}.gguf") and "(100%)" in line for line in lines)
+    run_dir = Path(json.loads(out.splitlines()[-1])["run_dir"])
+    assert json.loads((run_dir / "embedded_llm.json").read_text()) == {"model": expected.spec}
+    assert json.loads((run_dir / "settings.json").read_text())["generator_model"] == label
+
+
+def test_agent_run_offline_warns_first_that_it_falls_back_to_the_small_model(tmp_path: Path):
+    env = agent_env(tmp_path, HF_HUB_OFFLINE="1", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env["HF_HUB_CACHE"] = str(tmp_path / "hf")
+    env["NASLOOP_LLAMA_SERVER"] = str(ensure_llama_server())
+    env["NASLOOP_EMBEDDED_PORT"] = str(free_port())
+    run = agent_run(env, "--iterations", "1")
+    try:
+        assert run.stderr is not None
+        first = run.stderr.readline().strip()
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=120)
+    assert first.startswith("nasloop: WARNING: LLM: SmolLM2-135M-Instruct.Q4_1 on the CPU")
+    assert "the model hub cannot be reached" in first
+    assert "rarely writes a network that trains" in first
