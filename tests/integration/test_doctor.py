@@ -67,14 +67,13 @@ def doctor(env: dict[str, str], *args: str, module: str = "agent.doctor") -> tup
 
 
 def healthy_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
-    return agent_env(
-        tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=url,
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
-        NASLOOP_GPUS="none",
-        **extra,
-    )
+    healthy = {
+        "NASLOOP_GENERATOR_BASE_URL": url,
+        "NASLOOP_GENERATOR_MODEL": "fake-generator",
+        "NASLOOP_IMPROVER_MODEL": "fake-improver",
+        "NASLOOP_GPUS": "none",
+    }
+    return agent_env(tmp_path, **{**healthy, **extra})
 
 
 def assert_only_failure(
