@@ -169,11 +169,11 @@ def embedded_default_model(
     hw = hardware or probe_hardware()
     gpu_fits = hw.gpu is not None and hw.gpu_free_mib >= GPU_MIB_FOR_7B
     if settings.model:
-        spec = named_model(settings.model)
+        # the user's model: a GPU build wherever one can be made; every layer on the GPU only
+        # where the 7B would fit (else llama-server's own default, NASLOOP_EMBEDDED_GPU_LAYERS)
         on_gpu = hw.gpu is not None and hw.cuda_toolkit
-        return ModelChoice(
-            spec, "NASLOOP_EMBEDDED_MODEL", ALL_LAYERS if on_gpu else None, cuda=on_gpu
-        )
+        layers = ALL_LAYERS if on_gpu and gpu_fits else None
+        return ModelChoice(named_model(settings.model), "NASLOOP_EMBEDDED_MODEL", layers, on_gpu)
     if gpu_fits and hw.cuda_toolkit:
         free = f"{hw.gpu_free_mib / 1024:.0f} GiB free"
         choice = ModelChoice(CODER_7B, f"CUDA GPU {hw.gpu} with {free}", ALL_LAYERS, cuda=True)

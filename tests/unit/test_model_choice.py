@@ -14,6 +14,7 @@ from agent.llm_server.models import (
     CODER_7B,
     GPU_MIB_FOR_7B,
     Hardware,
+    ModelChoice,
     embedded_default_model,
     packaged_model,
     probe_hardware,
@@ -74,8 +75,10 @@ def test_cpu_only_serves_the_1_5b_coder_with_the_7b_one_flag_away():
 def test_the_flag_names_the_7b_coder_and_it_is_offloaded_where_a_gpu_build_can_be_made():
     on_cpu = choose(Hardware(None, 0, cuda_toolkit=False, hub=True), model="coder-7b")
     assert (on_cpu.spec, on_cpu.cuda, on_cpu.gpu_layers) == (CODER_7B, False, None)
-    on_gpu = choose(Hardware(GPU, 4_000, cuda_toolkit=True, hub=True), model="coder-7b")
+    on_gpu = choose(Hardware(GPU, 22_000, cuda_toolkit=True, hub=True), model="coder-7b")
     assert (on_gpu.spec, on_gpu.cuda, on_gpu.gpu_layers) == (CODER_7B, True, ALL_LAYERS)
+    small_gpu = choose(Hardware(GPU, 4_000, cuda_toolkit=True, hub=True), model="coder-7b")
+    assert (small_gpu.cuda, small_gpu.gpu_layers) == (True, None)  # llama.cpp's own split
 
 
 def test_offline_serves_the_packaged_small_model_as_a_warning_with_what_is_given_up():
@@ -147,3 +150,23 @@ def test_probe_finds_the_hub_at_hf_endpoint_and_not_at_a_dead_one(
         dead = sock.getsockname()[1]  # bound, not listening: connections are refused
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{dead}")
         assert not probe_hardware().hub
+
+
+def test_the_gpu_choice_reaches_llama_server_as_a_cuda_build_with_every_layer_offloaded(
+    tmp_path: Path,
+):
+    from agent.llm_server.server import server_for
+
+    model = tmp_path / "coder.gguf"
+    model.write_bytes(b"GGUF")
+    gpu = ModelChoice(str(model), "test", gpu_layers=ALL_LAYERS, cuda=True)
+    server = server_for(gpu, EmbeddedSettings())
+    server.binary = tmp_path / "llama-server"
+    command = server.command()
+    assert server.cuda and command[command.index("--n-gpu-layers") + 1] == str(ALL_LAYERS)
+    cpu = server_for(ModelChoice(str(model), "test"), EmbeddedSettings())
+    cpu.binary = server.binary
+    assert not cpu.cuda and "--n-gpu-layers" not in cpu.command()
+    forced = server_for(gpu, EmbeddedSettings(gpu_layers=20))  # the user's setting wins
+    forced.binary = server.binary
+    assert forced.command()[forced.command().index("--n-gpu-layers") + 1] == "20"
