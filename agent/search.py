@@ -182,9 +182,9 @@ def finish(settings: Settings, run_id: str) -> dict[str, Any]:
     two). A step that fails says so in one line and the next still runs; the search's archive is
     only ever read here, and each step can be redone alone (`python -m agent.final_test RUN_ID`,
     `agent.export`, `agent.report`)."""
-    from agent.export import export_run
-    from agent.final_test import run_final_test
-    from agent.report import write_report
+    from agent.results.export import export_run
+    from agent.results.final_test import run_final_test
+    from agent.results.report import write_report
 
     run_dir = settings.runs_dir / run_id
 
