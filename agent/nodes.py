@@ -23,8 +23,9 @@ from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
+from agent.advice_reader import parse_improvement
 from agent.archive import RunArchive
-from agent.extract import extract_code, parse_improvement
+from agent.code_reader import extract_code
 from agent.llm import ask, make_chat
 from agent.prompts import (
     ERROR_CHARS,

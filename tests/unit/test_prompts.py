@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from agent.extract import parse_improvement
+from agent.advice_reader import parse_improvement
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,
