@@ -31,7 +31,7 @@ from agent.settings import Settings, load_settings
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
 from sandbox.settings import SettingsError
-from tools.train_candidate import evaluator_for, executor_for
+from tools.train_candidate import executor_for
 
 BAD_INPUT = (
     SettingsError,
@@ -107,9 +107,9 @@ def preflight_all(settings: Settings) -> None:
     preflight("generator", settings.role("generator"))
     if not (settings.no_improver or settings.single_shot):
         preflight("improver", settings.role("improver"))
-    evaluator = evaluator_for(settings)  # prepares the dataset, picks and checks the sandbox
-    # connects to the Ray cluster, if one is asked for (here: in the main thread, once)
-    executor_for(settings, evaluator, settings.executor, settings.ray_retries).check()
+    # prepares the dataset, picks and checks the sandbox, and connects to the Ray cluster if one
+    # is asked for (here: in the main thread, once)
+    executor_for(settings).check()
 
 
 def save_settings(settings: Settings, run_dir: Path) -> None:
