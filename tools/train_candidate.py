@@ -92,6 +92,18 @@ def train_candidate_for(settings: SandboxSettings) -> BaseTool:
     return _tools[key]
 
 
+def close_all() -> None:
+    """Close every evaluator built here (a warm worker's container with it) and forget them,
+    with the executors and tools in front of them."""
+    for evaluator in _evaluators.values():
+        close = getattr(evaluator.backend, "close", None)
+        if close:
+            close()
+    _evaluators.clear()
+    _executors.clear()
+    _tools.clear()
+
+
 def default_evaluator() -> Evaluator:
     return evaluator_for(load_settings())
 
