@@ -35,6 +35,7 @@ from agent.prompts import (
     improver_messages,
     outcome_text,
 )
+from agent.rundir import run_path
 from agent.settings import Role, Settings
 from agent.state import (
     Branch,
@@ -77,7 +78,7 @@ def archive_for(run_dir: Path) -> RunArchive:
 
 
 def run_archive(settings: Settings, run_id: str) -> RunArchive:
-    return archive_for((settings.runs_dir / run_id).resolve())
+    return archive_for(run_path(settings.runs_dir, run_id).resolve())
 
 
 def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:

@@ -18,9 +18,9 @@ from typing import Any, get_args
 
 from agent.llm import LLMUnavailable
 from agent.lock import RunBusy, RunLock
+from agent.rundir import mark_embedded, run_path
 from agent.search import (
     BAD_INPUT,
-    EMBEDDED_FILE,
     embedded_llm,
     finish,
     preflight_all,
@@ -75,7 +75,7 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         flags = setting_flags(args)
         settings, run_id, resuming = resolve(flags, args.run_id)
-        lock = RunLock(settings.runs_dir / run_id)
+        lock = RunLock(run_path(settings.runs_dir, run_id))
         stack.callback(lock.release)
         if resuming:
             lock.acquire()  # refuse a second process before it starts servers or checks anything
@@ -87,11 +87,9 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         print(f"nasloop: error: {exc}", file=sys.stderr)
         return 2
     if embedded is not None:
-        marker = settings.runs_dir / run_id / EMBEDDED_FILE
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"model": embedded.spec}))
+        mark_embedded(run_path(settings.runs_dir, run_id), embedded.spec)
     verb = "resuming" if resuming else "starting"
-    print(f"nasloop: {verb} run {run_id} in {settings.runs_dir / run_id}", file=sys.stderr)
+    print(f"nasloop: {verb} run {run_id} in {run_path(settings.runs_dir, run_id)}", file=sys.stderr)
     resume_hint = f"the run is saved, resume it with `python -m agent.run --run-id {run_id}`"
     try:
         result = search(settings, run_id, resuming, quiet=False)

@@ -8,7 +8,6 @@ vocabulary. `.env.example` documents every field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
@@ -93,13 +92,3 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(explain(exc)) from None
-
-
-def existing_run_dir(run_id: str, runs_dir: Path | None, holds: str) -> Path:
-    """The directory of a finished or interrupted run (`runs_dir` defaults to NASLOOP_RUNS_DIR);
-    FileNotFoundError naming the fix when it lacks `holds`, the file the caller reads."""
-    run_dir = (runs_dir or load_settings().runs_dir) / run_id
-    if not (run_dir / holds).is_file():
-        fix = "check the run id and --runs-dir"
-        raise FileNotFoundError(f"no run in {run_dir} (no {holds}): {fix}")
-    return run_dir

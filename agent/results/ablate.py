@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.results.final_test import load_results
 from agent.results.numbers import archive_rows, best_so_far
+from agent.rundir import load_final_test, run_path
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "full": (),
@@ -72,7 +72,7 @@ def run_numbers(run_dir: Path, iterations: int) -> dict[str, Any]:
     if curve and len(curve) < iterations:
         curve += [curve[-1]] * (iterations - len(curve))
     ok = [r for r in rows if r["status"] == "ok"]
-    final = load_results(run_dir)
+    final = load_final_test(run_dir)
     return {
         "run_id": run_dir.name,
         "iterations": len(rows),
@@ -192,9 +192,8 @@ def collect(
     """Read every run of the ablation and aggregate; the runs must exist."""
     per_run: dict[str, list[dict[str, Any]]] = {}
     for variant in variants:
-        per_run[variant] = [
-            run_numbers(runs_dir / run_id_for(name, variant, seed), iterations) for seed in seeds
-        ]
+        run_dirs = [run_path(runs_dir, run_id_for(name, variant, seed)) for seed in seeds]
+        per_run[variant] = [run_numbers(path, iterations) for path in run_dirs]
     return {
         "name": name,
         "iterations": iterations,
