@@ -29,6 +29,7 @@ from agent.search import (
 )
 from agent.settings import Settings
 from sandbox.backends.base import BackendUnavailable
+from sandbox.settings import bad_input
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,8 +85,7 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         if not resuming:
             lock.acquire()  # only now may a new run's directory exist
     except (*BAD_INPUT, RunBusy) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     if embedded is not None:
         mark_embedded(run_path(settings.runs_dir, run_id), embedded.spec)
     verb = "resuming" if resuming else "starting"

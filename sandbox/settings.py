@@ -6,6 +6,7 @@ Everything that decides how one candidate is trained and contained lives here, s
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +18,18 @@ from sandbox.hardware import HardwareLimits
 ENV_PREFIX = "NASLOOP_"
 
 
+BAD_INPUT_EXIT = 2  # every nasloop command's exit code for bad input (nothing was written)
+
+
 class SettingsError(ValueError):
     """A setting has a bad value; the message is one line that names it and the fix."""
+
+
+def bad_input(exc: BaseException | str) -> int:
+    """How every nasloop command reports bad input: `nasloop: error: <one line naming the fix>`
+    on stderr; returns the exit code, BAD_INPUT_EXIT."""
+    print(f"nasloop: error: {exc}", file=sys.stderr)
+    return BAD_INPUT_EXIT
 
 
 class SandboxSettings(BaseSettings):

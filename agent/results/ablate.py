@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from agent import run as agent_run
     from agent.settings import Settings, load_settings
-    from sandbox.settings import SettingsError
+    from sandbox.settings import SettingsError, bad_input
 
     name = args.name or time.strftime("ablate-%Y%m%d-%H%M%S")
     flags = vars(agent_run.build_parser().parse_args(extra))  # a bad flag stops us here
@@ -257,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         fields = {k: v for k, v in flags.items() if k in Settings.model_fields and v is not None}
         runs_dir = load_settings(**fields).runs_dir
     except SettingsError as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     total = len(args.variants) * len(args.seeds)
     n = 0
     for seed in args.seeds:  # seeds outermost: an early stop leaves every variant comparable
