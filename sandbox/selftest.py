@@ -7,6 +7,7 @@ data mount) is broken, and that is an InfrastructureFault, not a candidate's fai
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from sandbox.backends.base import BackendUnavailable
 from sandbox.evaluate import Evaluator
@@ -42,11 +43,14 @@ def self_test(evaluator: Evaluator) -> float:
     """Train the tiny net through `evaluator`'s sandbox (uncached, on a few images); return the
     seconds it took. InfrastructureFault, naming the fix, when it does not score ok."""
     dataset = evaluator.dataset
+    # a busy machine must not pass for a broken sandbox: at least 10 minutes of wall time (a
+    # working sandbox needs seconds; a broken one fails at once)
+    limits = replace(evaluator.limits, timeout_s=max(evaluator.limits.timeout_s, 600.0))
     probe = Evaluator(
         dataset,
         evaluator.backend,
         {**evaluator.train_config, "train_limit": SELF_TEST_TRAIN_IMAGES, "epochs": 1},
-        evaluator.limits,
+        limits,
         cache=None,  # a self-test result is never cached, never archived
     )
     code = tiny_net_code(dataset.input_shape[0], dataset.num_classes)
