@@ -21,12 +21,13 @@ from sandbox.cache import ResultCache
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
 from sandbox.hardware import OVER_LIMIT, HardwareLimits, over_limit_message, violations
+from sandbox.report import Report, read_report
 from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
 from sandbox.settings import SandboxSettings
+from sandbox.untrusted import HostileOutput, copy_bounded
 
 RUNNER = Path(__file__).with_name("runner.py")
-MAX_REPORT_BYTES = 1 * 2**20
 MAX_WEIGHTS_MB = 256  # a state_dict the final test keeps (the runner writes none larger)
 
 
@@ -114,8 +115,14 @@ class Evaluator:
         return Job(job_dir, self.dataset.public_dir, out_dir, self.limits)
 
     def _interpret(self, outcome: RunOutcome, out_dir: Path, digest: str) -> EvalResult:
-        report = read_report(out_dir / "report.json")
-        phase = f" during {report['phase']}" if report and report.get("phase") else ""
+        # What the sandbox left is hostile input (sandbox/untrusted.py): a bad file is refused,
+        # and, unless the host itself saw a timeout or OOM, that is the candidate's failure.
+        refused: HostileOutput | None = None
+        try:
+            report = read_report(out_dir)
+        except HostileOutput as exc:
+            report, refused = None, exc
+        phase = f" during {report['phase']}" if report and report["phase"] else ""
         tail = "\n".join(outcome.log_tail.strip().splitlines()[-12:])
         if outcome.timed_out:
             limit = self.limits.timeout_s
@@ -127,17 +134,18 @@ class Evaluator:
             return new_result(
                 "oom", f"killed at the memory limit of {mb} MiB{phase}", digest, traceback=tail
             )
-        if report is not None and report.get("status") == "ok":
+        if refused is not None:
+            return new_result("runtime", f"output refused: {refused}", digest, traceback=tail)
+        if report is not None and report["status"] == "ok":
             return self._score(report, out_dir, digest)
-        if report is not None and report.get("kind") in FAILURE_KINDS:
-            message = str(report.get("message", ""))[:500]
+        if report is not None and report["kind"] in FAILURE_KINDS:
             return new_result(
                 str(report["kind"]),
-                message,
+                report["message"],
                 digest,
-                traceback=str(report.get("traceback", ""))[-4000:],
-                params=_int_or_none(report.get("params")),
-                flops=_int_or_none(report.get("flops")),
+                traceback=report["traceback"],
+                params=report["params"],
+                flops=report["flops"],
             )
         sig = _signal_of(outcome.exit_code)
         if sig is not None:
@@ -153,7 +161,7 @@ class Evaluator:
             traceback=tail,
         )
 
-    def _score(self, report: dict[str, Any], out_dir: Path, digest: str) -> EvalResult:
+    def _score(self, report: Report, out_dir: Path, digest: str) -> EvalResult:
         try:
             predictions = read_predictions(
                 out_dir / "predictions.json", self.dataset.n_val, self.dataset.num_classes
@@ -161,13 +169,11 @@ class Evaluator:
             acc = accuracy(predictions, self.dataset.val_labels())
         except InvalidPredictions as exc:
             return new_result("runtime", f"the run reported success but {exc}", digest)
-        timings = report.get("timings")
-        train_s = timings.get("train_s") if isinstance(timings, dict) else None
         metrics = {
-            "params": _int_or_none(report.get("params")),
-            "flops": _int_or_none(report.get("flops")),
-            "peak_memory_mb": _float_or_none(report.get("peak_memory_mb")),
-            "latency_ms": _float_or_none(report.get("latency_ms")),
+            "params": report["params"],
+            "flops": report["flops"],
+            "peak_memory_mb": report["peak_memory_mb"],
+            "latency_ms": report["latency_ms"],
         }
         if self.keep_weights is not None:
             keep_weights(out_dir / "weights.pt", self.keep_weights / f"{digest}.pt")
@@ -179,44 +185,14 @@ class Evaluator:
             message,
             digest,
             val_accuracy=acc,
-            train_seconds=_float_or_none(train_s),
+            train_seconds=report["train_s"],
             **metrics,
         )
 
 
-def read_report(path: Path) -> dict[str, Any] | None:
-    """The runner's report, if one was written and is sane; the sandbox's word is only a hint."""
-    try:
-        if path.stat().st_size > MAX_REPORT_BYTES:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
-def _float_or_none(value: Any) -> float | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
-    return float(value) if ok else None
-
-
 def keep_weights(source: Path, dest: Path) -> bool:
     """Copy a state_dict the runner wrote, if it is a plain file of sane size; never load it."""
-    try:
-        if not source.is_file() or source.is_symlink():
-            return False
-        if source.stat().st_size > MAX_WEIGHTS_MB * 2**20:
-            return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, dest.with_suffix(".tmp"))
-        dest.with_suffix(".tmp").replace(dest)
-    except OSError:
-        return False
-    return True
+    return copy_bounded(source.parent, source.name, dest, MAX_WEIGHTS_MB * 2**20)
 
 
 def _signal_of(exit_code: int | None) -> int | None:
