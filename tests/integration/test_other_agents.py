@@ -70,11 +70,7 @@ def nasloop_env(
     yield runs
     # The tool's evaluators live as long as this process (a warm worker with them); close them,
     # then no container this test started may remain (other runs on the machine may have their own).
-    for evaluator in train_candidate_module._evaluators.values():
-        close = getattr(evaluator.backend, "close", None)
-        if close:
-            close()
-    train_candidate_module._evaluators.clear()
+    train_candidate_module.close_all()
     after = docker_client.containers.list(all=True, filters=owner)
     assert [c for c in after if c.id not in before] == []
 
