@@ -26,6 +26,7 @@ from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
 from sandbox.settings import SandboxSettings
 from sandbox.untrusted import HostileOutput, copy_bounded
+from sandbox.verify import Verification, measured_figures, unverified, verification_backend, verify
 
 RUNNER = Path(__file__).with_name("runner.py")
 MAX_WEIGHTS_MB = 256  # a state_dict the final test keeps (the runner writes none larger)
@@ -56,7 +57,8 @@ class Evaluator:
         meta = self.dataset.meta
         dataset_props = {k: meta[k] for k in ("num_classes", "input_shape", "mean", "std")}
         augment = {"flip": meta["flip"], "crop_pad": meta["crop_pad"]}
-        return {**dataset_props, **augment, **self.train_config}
+        export = {"export": True} if self.hardware.active() else {}  # for sandbox/verify.py
+        return {**dataset_props, **augment, **self.train_config, **export}
 
     def fingerprint(self) -> str:
         """Everything besides the code that decides a result: the cache key's other half."""
@@ -153,7 +155,7 @@ class Evaluator:
         if refused is not None:
             return new_result("runtime", f"output refused: {refused}", digest, traceback=tail)
         if report is not None and report["status"] == "ok":
-            return self._score(report, out_dir, digest)
+            return self._score(report, out_dir, digest, outcome)
         if report is not None and report["kind"] in FAILURE_KINDS:
             return new_result(
                 str(report["kind"]),
@@ -177,33 +179,49 @@ class Evaluator:
             traceback=tail,
         )
 
-    def _score(self, report: Report, out_dir: Path, digest: str) -> EvalResult:
-        try:
-            predictions = read_predictions(
-                out_dir / "predictions.json", self.dataset.n_val, self.dataset.num_classes
-            )
-            acc = accuracy(predictions, self.dataset.val_labels())
-        except InvalidPredictions as exc:
-            return new_result("runtime", f"the run reported success but {exc}", digest)
-        metrics = {
+    def _score(self, report: Report, out_dir: Path, digest: str, outcome: RunOutcome) -> EvalResult:
+        claimed = {
             "params": report["params"],
             "flops": report["flops"],
             "peak_memory_mb": report["peak_memory_mb"],
             "latency_ms": report["latency_ms"],
         }
+        figures = measured_figures(claimed, outcome.peak_memory_mb, self._verification(out_dir))
+        try:
+            predictions = figures.predictions
+            if predictions is None:
+                predictions = read_predictions(
+                    out_dir / "predictions.json", self.dataset.n_val, self.dataset.num_classes
+                )
+            acc = accuracy(predictions, self.dataset.val_labels())
+        except InvalidPredictions as exc:
+            return new_result("runtime", f"the run reported success but {exc}", digest)
+        metrics = figures.metrics
         if self.keep_weights is not None:
             keep_weights(out_dir / "weights.pt", self.keep_weights / f"{digest}.pt")
         kind, message = "ok", f"trained; validation accuracy {acc:.4f}"
-        if over := violations(self.hardware, metrics):
+        if over := violations(self.hardware, metrics) + unverified(self.hardware, figures):
             kind, message = OVER_LIMIT, over_limit_message(over, acc)
+        extra = {} if figures.seconds is None else {"verify_seconds": figures.seconds}
         return new_result(
             kind,
             message,
             digest,
             val_accuracy=acc,
             train_seconds=report["train_s"],
+            measured_by=figures.measured_by,
             **metrics,
+            **extra,
         )
+
+    def _verification(self, out_dir: Path) -> Verification | None:
+        """The trained net measured in a fresh sandbox (sandbox/verify.py), when a hardware
+        limit needs figures the candidate cannot forge; None when no limit is active."""
+        if not self.hardware.active():
+            return None
+        backend = verification_backend(self.backend)
+        data, n_val = self.dataset.public_dir, self.dataset.n_val
+        return verify(backend, out_dir, self.runner_config(), data, n_val, self.limits)
 
 
 def keep_weights(source: Path, dest: Path) -> bool:
