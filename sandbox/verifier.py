@@ -29,7 +29,17 @@ import torch
 PROGRAM = "net.pt2"
 MAX_GRAPH_BYTES = 64 * 2**20
 _SAFE_TARGET = re.compile(r"(torch\.ops\.aten|_operator)\.[A-Za-z0-9_.]+")
-_SAFE_EXPR = re.compile(r"[A-Za-z0-9_ +\-*/%().,<>=!]*")
+_EXPR_CHARS = re.compile(r"[A-Za-z0-9_ +\-*/%().,<>=!']*")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SYMBOL_NAME = re.compile(r"[a-z]+[0-9]+")  # s0, s77, u3: the names torch gives sizes
+# sympy's names that shape expressions use; anything else (exec, open, eval...) is refused, as
+# sympy evaluates these strings with Python's eval
+_EXPR_WORDS = {
+    *("Symbol", "Integer", "Rational", "Float", "positive", "integer", "nonnegative", "real"),
+    *("True", "False", "oo", "Max", "Min", "Mod", "Abs", "floor", "ceiling", "Eq", "Ne"),
+    *("Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "FloorDiv", "CleanDiv", "PythonMod"),
+    *("CeilToInt", "FloorToInt", "TruncToInt", "IntTrueDiv", "FloatTrueDiv", "ToFloat"),
+}
 
 
 class Unverifiable(Exception):
@@ -47,10 +57,16 @@ def check_program(path: str) -> None:
             for key, value in strings(json.loads(text)):
                 if key == "target" and not _SAFE_TARGET.fullmatch(value):
                     raise Unverifiable(f"the graph calls {value[:80]!r}, not an ATen op")
-                if key in ("expr_str", "range_constraints") and (
-                    not _SAFE_EXPR.fullmatch(value) or "__" in value
-                ):
+                if key in ("expr_str", "range_constraints") and not plain_expression(value):
                     raise Unverifiable(f"the graph has an expression {value[:80]!r}")
+
+
+def plain_expression(text: str) -> bool:
+    """Whether a shape expression holds only arithmetic, sympy's shape words and size names."""
+    if not _EXPR_CHARS.fullmatch(text) or "__" in text:
+        return False
+    words = _WORD.findall(text)
+    return all(w in _EXPR_WORDS or _SYMBOL_NAME.fullmatch(w) for w in words)
 
 
 def strings(node: Any, key: str = "") -> Any:
