@@ -108,10 +108,10 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     single = settings.single_shot  # the baseline: the task alone, every time
     messages = generator_messages(
         state["task"],
-        best=None if settings.no_reference or single else state.get("best"),
+        best=None if not settings.reference or single else state.get("best"),
         last=None if single else state.get("last"),
-        suggestion="" if settings.no_improver or single else state.get("suggestion", ""),
-        window=[] if settings.no_history or single else state["window"],
+        suggestion="" if not settings.improver or single else state.get("suggestion", ""),
+        window=[] if not settings.memory or single else state["window"],
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
     started = time.monotonic()
@@ -228,14 +228,14 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     reason = stop_reason(state, settings)
     advice: Pending | None = None
     tokens = 0
-    if reason is None and not (settings.no_improver or settings.single_shot):
+    if reason is None and settings.improver and not settings.single_shot:
         reply = ask(
             chat_for("improver", settings),
             improver_messages(
                 state["task"],
                 last=last,
                 best=best,
-                window=[] if settings.no_history else window,
+                window=window if settings.memory else [],
                 round_candidates=[candidate for candidate, _ in batch],
             ),
             role="improver",

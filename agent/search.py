@@ -108,7 +108,7 @@ def embedded_llm(
 def preflight_all(settings: Settings) -> None:
     """Raise one of BAD_INPUT, with a message that names the fix, before anything is written."""
     preflight("generator", settings.role("generator"))
-    if not (settings.no_improver or settings.single_shot):
+    if settings.improver and not settings.single_shot:
         preflight("improver", settings.role("improver"))
     # prepares the dataset, picks and checks the sandbox, and connects to the Ray cluster if one
     # is asked for (here: in the main thread, once)

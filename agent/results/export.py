@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.archive import RunArchive
+from agent.cli import run_command, run_parser
 from agent.rundir import (
     EXPORT_DIR,
     SETTINGS_FILE,
@@ -223,17 +224,11 @@ def _readme(run_dir: Path, best: dict[str, Any], test: dict[str, Any] | None, s:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.export", description=__doc__)
-    parser.add_argument("run_id")
-    parser.add_argument("--runs-dir", type=Path, help="default: NASLOOP_RUNS_DIR")
-    args = parser.parse_args(argv)
-    from sandbox.settings import SettingsError
+    return run_command(run_parser("python -m agent.export", __doc__), argv, _export)
 
-    try:
-        out = export_run(existing_run_dir(args.run_id, args.runs_dir, SETTINGS_FILE))
-    except (OSError, SettingsError) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+
+def _export(args: argparse.Namespace) -> int:
+    out = export_run(existing_run_dir(args.run_id, args.runs_dir, SETTINGS_FILE))
     print(f"export: {out}" if out else "nothing to export: no candidate trained")
     return 0 if out else 1
 

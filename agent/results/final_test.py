@@ -19,10 +19,10 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from agent.archive import RunArchive
+from agent.cli import run_command, run_parser
 from agent.rundir import WEIGHTS_DIR, load_final_test, reopen, run_path, store_final_test
 from agent.settings import Settings
 
@@ -105,24 +105,21 @@ def run_final_test(settings: Settings, run_id: str, log: Log = _stderr) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agent.settings import load_settings
     from sandbox.backends.base import BackendUnavailable
-    from sandbox.settings import SettingsError
 
-    parser = argparse.ArgumentParser(prog="python -m agent.final_test", description=__doc__)
-    parser.add_argument("run_id")
-    parser.add_argument("--runs-dir", type=Path, help="default: NASLOOP_RUNS_DIR")
+    parser = run_parser("python -m agent.final_test", __doc__)
     parser.add_argument("--top-k", type=int, help="default: the run's final_top_k")
     parser.add_argument("--epochs", type=int, help="default: the run's final_epochs")
-    args = parser.parse_args(argv)
-    try:
-        runs_dir = args.runs_dir or load_settings().runs_dir
-        overrides = {"final_top_k": args.top_k, "final_epochs": args.epochs, "runs_dir": runs_dir}
-        settings = reopen(run_path(runs_dir, args.run_id), **overrides)
-        results = run_final_test(settings, args.run_id)
-    except (OSError, SettingsError, BackendUnavailable) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(parser, argv, _final_test, errors=(BackendUnavailable,))
+
+
+def _final_test(args: argparse.Namespace) -> int:
+    from agent.settings import load_settings
+
+    runs_dir = args.runs_dir or load_settings().runs_dir
+    overrides = {"final_top_k": args.top_k, "final_epochs": args.epochs, "runs_dir": runs_dir}
+    settings = reopen(run_path(runs_dir, args.run_id), **overrides)
+    results = run_final_test(settings, args.run_id)
     print(json.dumps([{k: v for k, v in r.items() if k != "result"} for r in results], indent=2))
     return 0
 

@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agent.cli import run_command, run_parser
 from agent.results.numbers import TOP_K, archive_rows, summarise
 from agent.results.plots import plot_accuracy, plot_pareto, plot_success_rate
 from agent.rundir import (
@@ -208,18 +209,13 @@ def write_report(run_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.report", description=__doc__)
-    parser.add_argument("run_id")
-    parser.add_argument("--runs-dir", type=Path, help="default: NASLOOP_RUNS_DIR")
+    parser = run_parser("python -m agent.report", __doc__)
     parser.add_argument("--json", action="store_true", help="print summary.json on stdout")
-    args = parser.parse_args(argv)
-    from sandbox.settings import SettingsError
+    return run_command(parser, argv, _report)
 
-    try:
-        out = write_report(existing_run_dir(args.run_id, args.runs_dir, ARCHIVE_FILE))
-    except (OSError, SettingsError) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+
+def _report(args: argparse.Namespace) -> int:
+    out = write_report(existing_run_dir(args.run_id, args.runs_dir, ARCHIVE_FILE))
     if args.json:
         print((out / "summary.json").read_text(), end="")
     else:
