@@ -27,7 +27,8 @@ class Small(nn.Module):
         self.fc = nn.Linear(4, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(x).mean((2, 3)))  # (B, 10)
+        out: torch.Tensor = self.fc(self.conv(x).mean((2, 3)))  # (B, 10)
+        return out
 
 
 @pytest.fixture(scope="module")
