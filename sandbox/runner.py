@@ -563,12 +563,13 @@ def export_net(net: nn.Module, example: torch.Tensor, path: str, max_mb: float) 
         net = net.to("cpu").to(memory_format=torch.contiguous_format).eval()
         with torch.no_grad():
             program = export(net, (example.to("cpu"),), dynamic_shapes=({0: Dim.DYNAMIC},))
-        save(program, path + ".tmp")
-        if os.path.getsize(path + ".tmp") > max_mb * 2**20:
-            os.remove(path + ".tmp")
+        partial = path + ".partial.pt2"  # torch.export.save wants the .pt2 suffix
+        save(program, partial)
+        if os.path.getsize(partial) > max_mb * 2**20:
+            os.remove(partial)
             log(f"net not exported: over the {max_mb} MiB bound")
             return
-        os.replace(path + ".tmp", path)
+        os.replace(partial, path)
     except BaseException as exc:  # an op torch.export cannot trace: not the candidate's failure
         log(f"net not exported: {one_line(exc)}")
 
