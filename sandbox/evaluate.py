@@ -21,12 +21,14 @@ from sandbox.cache import ResultCache
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
 from sandbox.hardware import OVER_LIMIT, HardwareLimits, over_limit_message, violations
+from sandbox.report import Report, read_report
 from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
 from sandbox.settings import SandboxSettings
+from sandbox.untrusted import HostileOutput, copy_bounded
+from sandbox.verify import Verification, measured_figures, unverified, verification_backend, verify
 
 RUNNER = Path(__file__).with_name("runner.py")
-MAX_REPORT_BYTES = 1 * 2**20
 MAX_WEIGHTS_MB = 256  # a state_dict the final test keeps (the runner writes none larger)
 
 
@@ -55,7 +57,8 @@ class Evaluator:
         meta = self.dataset.meta
         dataset_props = {k: meta[k] for k in ("num_classes", "input_shape", "mean", "std")}
         augment = {"flip": meta["flip"], "crop_pad": meta["crop_pad"]}
-        return {**dataset_props, **augment, **self.train_config}
+        export = {"export": True} if self.hardware.active() else {}  # for sandbox/verify.py
+        return {**dataset_props, **augment, **self.train_config, **export}
 
     def fingerprint(self) -> str:
         """Everything besides the code that decides a result: the cache key's other half."""
@@ -130,8 +133,14 @@ class Evaluator:
         return Job(job_dir, self.dataset.public_dir, out_dir, self.limits)
 
     def _interpret(self, outcome: RunOutcome, out_dir: Path, digest: str) -> EvalResult:
-        report = read_report(out_dir / "report.json")
-        phase = f" during {report['phase']}" if report and report.get("phase") else ""
+        # What the sandbox left is hostile input (sandbox/untrusted.py): a bad file is refused,
+        # and, unless the host itself saw a timeout or OOM, that is the candidate's failure.
+        refused: HostileOutput | None = None
+        try:
+            report = read_report(out_dir)
+        except HostileOutput as exc:
+            report, refused = None, exc
+        phase = f" during {report['phase']}" if report and report["phase"] else ""
         tail = "\n".join(outcome.log_tail.strip().splitlines()[-12:])
         if outcome.timed_out:
             limit = self.limits.timeout_s
@@ -143,17 +152,18 @@ class Evaluator:
             return new_result(
                 "oom", f"killed at the memory limit of {mb} MiB{phase}", digest, traceback=tail
             )
-        if report is not None and report.get("status") == "ok":
-            return self._score(report, out_dir, digest)
-        if report is not None and report.get("kind") in FAILURE_KINDS:
-            message = str(report.get("message", ""))[:500]
+        if refused is not None:
+            return new_result("runtime", f"output refused: {refused}", digest, traceback=tail)
+        if report is not None and report["status"] == "ok":
+            return self._score(report, out_dir, digest, outcome)
+        if report is not None and report["kind"] in FAILURE_KINDS:
             return new_result(
                 str(report["kind"]),
-                message,
+                report["message"],
                 digest,
-                traceback=str(report.get("traceback", ""))[-4000:],
-                params=_int_or_none(report.get("params")),
-                flops=_int_or_none(report.get("flops")),
+                traceback=report["traceback"],
+                params=report["params"],
+                flops=report["flops"],
             )
         sig = _signal_of(outcome.exit_code)
         if sig is not None:
@@ -169,70 +179,58 @@ class Evaluator:
             traceback=tail,
         )
 
-    def _score(self, report: dict[str, Any], out_dir: Path, digest: str) -> EvalResult:
+    def _score(self, report: Report, out_dir: Path, digest: str, outcome: RunOutcome) -> EvalResult:
+        claimed = {
+            "params": report["params"],
+            "flops": report["flops"],
+            "peak_memory_mb": report["peak_memory_mb"],
+            "latency_ms": report["latency_ms"],
+        }
+        figures = measured_figures(claimed, outcome.peak_memory_mb, None)
+        # Only a pass is worth forging: a net whose own figures break a limit is over it as it
+        # says, and only one that claims to fit is measured again, outside its process.
+        if self.hardware.active() and not violations(self.hardware, figures.metrics):
+            figures = measured_figures(claimed, outcome.peak_memory_mb, self._verification(out_dir))
         try:
-            predictions = read_predictions(
-                out_dir / "predictions.json", self.dataset.n_val, self.dataset.num_classes
-            )
+            predictions = figures.predictions
+            if predictions is None:
+                predictions = read_predictions(
+                    out_dir / "predictions.json", self.dataset.n_val, self.dataset.num_classes
+                )
             acc = accuracy(predictions, self.dataset.val_labels())
         except InvalidPredictions as exc:
             return new_result("runtime", f"the run reported success but {exc}", digest)
-        timings = report.get("timings")
-        train_s = timings.get("train_s") if isinstance(timings, dict) else None
-        metrics = {
-            "params": _int_or_none(report.get("params")),
-            "flops": _int_or_none(report.get("flops")),
-            "peak_memory_mb": _float_or_none(report.get("peak_memory_mb")),
-            "latency_ms": _float_or_none(report.get("latency_ms")),
-        }
+        metrics = figures.metrics
         if self.keep_weights is not None:
             keep_weights(out_dir / "weights.pt", self.keep_weights / f"{digest}.pt")
         kind, message = "ok", f"trained; validation accuracy {acc:.4f}"
-        if over := violations(self.hardware, metrics):
+        if over := violations(self.hardware, metrics) or unverified(self.hardware, figures):
             kind, message = OVER_LIMIT, over_limit_message(over, acc)
+        extra = {} if figures.seconds is None else {"verify_seconds": figures.seconds}
         return new_result(
             kind,
             message,
             digest,
             val_accuracy=acc,
-            train_seconds=_float_or_none(train_s),
+            train_seconds=report["train_s"],
+            measured_by=figures.measured_by,
             **metrics,
+            **extra,
         )
 
-
-def read_report(path: Path) -> dict[str, Any] | None:
-    """The runner's report, if one was written and is sane; the sandbox's word is only a hint."""
-    try:
-        if path.stat().st_size > MAX_REPORT_BYTES:
+    def _verification(self, out_dir: Path) -> Verification | None:
+        """The trained net measured in a fresh sandbox (sandbox/verify.py), when a hardware
+        limit needs figures the candidate cannot forge; None when no limit is active."""
+        if not self.hardware.active():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
-def _float_or_none(value: Any) -> float | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
-    return float(value) if ok else None
+        backend = verification_backend(self.backend)
+        data, n_val = self.dataset.public_dir, self.dataset.n_val
+        return verify(backend, out_dir, self.runner_config(), data, n_val, self.limits)
 
 
 def keep_weights(source: Path, dest: Path) -> bool:
     """Copy a state_dict the runner wrote, if it is a plain file of sane size; never load it."""
-    try:
-        if not source.is_file() or source.is_symlink():
-            return False
-        if source.stat().st_size > MAX_WEIGHTS_MB * 2**20:
-            return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, dest.with_suffix(".tmp"))
-        dest.with_suffix(".tmp").replace(dest)
-    except OSError:
-        return False
-    return True
+    return copy_bounded(source.parent, source.name, dest, MAX_WEIGHTS_MB * 2**20)
 
 
 def _signal_of(exit_code: int | None) -> int | None:

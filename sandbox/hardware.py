@@ -4,7 +4,10 @@ A candidate over a limit is a failure of its own kind (`over_limit`) whose messa
 numbers, while its validation accuracy is still recorded: the report's Pareto front (accuracy vs.
 size and latency) needs every measured point, not only the ones that fit.
 
-What each limit compares against (measured by the runner, see sandbox/runner.py):
+Who measures: with a limit on, the trained net is exported and measured again in a fresh sandbox
+without the candidate's code (sandbox/verify.py), and peak memory is read from the job's cgroup
+where the backend has one; a figure only the candidate's own process reported fails an active
+limit as "cannot be verified". What each limit compares against:
 - `params`: trainable and frozen parameters, counted once.
 - `flops`: forward FLOPs for one image (torch.utils.flop_counter).
 - `peak_memory_mb`: on a GPU, the most memory torch allocated while training and predicting; on

@@ -55,6 +55,10 @@ class EvalResult(TypedDict):
     backend: str
     dataset: str
     cached: bool
+    # set when the candidate trained (sandbox/verify.py): metric -> "verifier", "cgroup" or
+    # "self-reported"; and what measuring outside the candidate's process cost, when it ran
+    measured_by: NotRequired[dict[str, str]]
+    verify_seconds: NotRequired[float]
     # set only by the Ray executor (sandbox/ray_executor.py):
     executor: NotRequired[str]  # "ray"
     lost: NotRequired[bool]  # its worker died on every try: failed, not cached

@@ -107,6 +107,9 @@ DEFAULTS: dict[str, Any] = {
     "latency_runs": 10,  # timed batch-1 forward passes after training (their median is reported)
     "save_weights": False,  # write the trained state_dict to <out>/weights.pt (the final test)
     "max_weights_mb": 256,  # ...unless it is larger than this
+    # write the trained net as a torch.export program to <out>/net.pt2, which a fresh process
+    # without the candidate's code measures (sandbox/verify.py): set when a hardware limit is on
+    "export": False,
 }
 
 
@@ -494,6 +497,10 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
         log(f"latency not measured: {one_line(exc)}")
     if cfg["save_weights"]:
         save_weights(net, os.path.join(out_dir, "weights.pt"), cfg["max_weights_mb"])
+    if cfg["export"]:
+        t = time.perf_counter()
+        export_net(net, dummy, os.path.join(out_dir, "net.pt2"), cfg["max_weights_mb"])
+        timings["export_s"] = time.perf_counter() - t
     return predictions
 
 
@@ -544,6 +551,27 @@ def save_weights(net: nn.Module, path: str, max_mb: float) -> None:
         os.replace(path + ".tmp", path)
     except OSError as exc:  # e.g. the out dir's size bound: the score still counts
         log(f"weights not saved: {one_line(exc)}")
+
+
+def export_net(net: nn.Module, example: torch.Tensor, path: str, max_mb: float) -> None:
+    """The trained net as an ExportedProgram (ATen graph + weights, none of the candidate's
+    Python), batch size left free, on the CPU in fp32; a net that cannot be exported has no file,
+    and its figures stay self-reported (the host says so)."""
+    try:
+        from torch.export import Dim, export, save
+
+        net = net.to("cpu").to(memory_format=torch.contiguous_format).eval()
+        with torch.no_grad():
+            program = export(net, (example.to("cpu"),), dynamic_shapes=({0: Dim.DYNAMIC},))
+        partial = path + ".partial.pt2"  # torch.export.save wants the .pt2 suffix
+        save(program, partial)
+        if os.path.getsize(partial) > max_mb * 2**20:
+            os.remove(partial)
+            log(f"net not exported: over the {max_mb} MiB bound")
+            return
+        os.replace(partial, path)
+    except BaseException as exc:  # an op torch.export cannot trace: not the candidate's failure
+        log(f"net not exported: {one_line(exc)}")
 
 
 def write_json(path: str, payload: Any) -> None:

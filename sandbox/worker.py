@@ -21,7 +21,7 @@ capped), and a second helper deletes everything the uid owned in the scratch pla
 
 Protocol (host side: sandbox/backends/warm.py), all through mounted directories:
   /pool/jobs/<n>/{config.json, candidate.py, request.json}   read-only here; request.json last
-  /pool/status/<n>/{outcome.json, report.json, predictions.json}   root-only; outcome.json last
+  /pool/status/<n>/{outcome.json, report.json, predictions.json, net.pt2}   root-only; outcome last
   /pool/status/ready                                           written once, when warm
 """
 
@@ -44,7 +44,8 @@ OUT = "/outs"  # a tmpfs of the container's; each job writes /outs/<n>
 SCRATCH = "/tmp"  # a tmpfs too; each job gets /tmp/job-<n>
 SHM = "/dev/shm"
 LOG_TAIL_BYTES = 64 * 1024
-RESULT_FILES = {"report.json": 1 * 2**20, "predictions.json": 64 * 2**20}  # name -> size cap
+# name -> size cap; net.pt2 is the exported net that sandbox/verify.py measures (hardware limits)
+RESULT_FILES = {"report.json": 1 * 2**20, "predictions.json": 64 * 2**20, "net.pt2": 256 * 2**20}
 POLL_S = 0.005
 OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 

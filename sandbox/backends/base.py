@@ -53,6 +53,8 @@ class RunOutcome:
     oom_killed: bool
     log_tail: str
     seconds: float
+    # the job's peak memory as the host read it from the job's cgroup; None where it cannot
+    peak_memory_mb: float | None = None
 
 
 def runner_argv(python: str, job: str, data: str, out: str) -> list[str]:

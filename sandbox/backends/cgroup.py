@@ -74,6 +74,15 @@ class Cgroup:
             pass
         return False
 
+    def peak_memory_mb(self) -> float | None:
+        """The most memory the group's processes held at once (page cache and tmpfs included),
+        as the kernel counted it: a figure none of them can change."""
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        try:
+            return int((self.dirs[0] / name).read_text()) / 2**20
+        except (OSError, ValueError):
+            return None
+
     def kill_all(self, wait_s: float = 5.0) -> None:
         """SIGKILL every process in the group, including ones that left the session."""
         if self.v2 and (self.dirs[0] / "cgroup.kill").exists():

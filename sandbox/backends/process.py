@@ -148,6 +148,7 @@ class ProcessBackend:
             reader.join(timeout=5)
             proc.stdout.close()
         oom = bool(cgroup and cgroup.oom_killed())
+        peak_mb = cgroup.peak_memory_mb() if cgroup else None
         if cgroup:
             cgroup.remove()
         return RunOutcome(
@@ -156,6 +157,7 @@ class ProcessBackend:
             oom_killed=oom,
             log_tail=reader.text(),
             seconds=time.monotonic() - started,
+            peak_memory_mb=peak_mb,
         )
 
     def _kill_tree(self, proc: subprocess.Popen[bytes], cgroup: Cgroup | None) -> None:
