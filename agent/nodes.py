@@ -13,19 +13,26 @@ then joins the round in iteration order (see agent/state.py) and asks the Improv
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+from langchain_core.messages import BaseMessage
 from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
 from agent.archive import RunArchive
+from agent.cascade_checks import SandboxChecks
+from agent.check import Attempt, Iteration, check_and_train
 from agent.extract import extract_code, parse_improvement
+from agent.hygiene import clean_advice
 from agent.llm import ask, make_chat
+from agent.novelty import REASK_SEED_STEP, reask_temperature
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,
@@ -34,13 +41,22 @@ from agent.prompts import (
     improver_messages,
     outcome_text,
 )
+from agent.prompts_short import short_generator_messages, with_note
 from agent.settings import Role, Settings
-from agent.state import Branch, Candidate, Pending, State, TaskInfo, Triple, WindowUpdate
+from agent.state import (
+    Branch,
+    Candidate,
+    Pending,
+    State,
+    TaskInfo,
+    Triple,
+    WindowUpdate,
+    push_triples,
+)
+from agent.structured import ask_for_advice
 from sandbox.code import code_hash
-from sandbox.result import new_result
 from tools.train_candidate import evaluator_for, executor_for, make_train_candidate
 
-NO_CODE = "no_code"
 TEMPERATURE_SPREAD = 0.2  # a parallel round's Generator temperatures span base ± this
 # What a parallel branch's prompt and progress event need from the state (its Send payload)
 BRANCH_KEYS = ("run_id", "task", "best", "last", "suggestion", "window", "ok_count")
@@ -88,15 +104,11 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     return {**update, **_round_size(cast(State, update), settings)}
 
 
-def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
-    """Ask the Generator for one complete module; extract its code without ever running it.
-
-    Then on to `train`: the graph's own step, or, in a parallel round's branch, a `Send` that
-    carries this branch's code to its own `train`.
-    """
-    settings = context(runtime)
+def generator_prompt(state: State, settings: Settings) -> list[BaseMessage]:
+    """The Generator's messages for this state, in the run's prompt style, ablations applied."""
     single = settings.single_shot  # the baseline: the task alone, every time
-    messages = generator_messages(
+    build = generator_messages if settings.prompt_style == "paper" else short_generator_messages
+    return build(
         state["task"],
         best=None if settings.no_reference or single else state.get("best"),
         last=None if single else state.get("last"),
@@ -104,12 +116,25 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
         window=[] if settings.no_history or single else state["window"],
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
-    started = time.monotonic()
+
+
+def generator_settings(state: State, settings: Settings) -> Settings:
     branch = state.get("branch")
+    return settings if branch is None else branch_settings(settings, branch)
+
+
+def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
+    """Ask the Generator for one complete module; extract its code without ever running it.
+
+    Then on to `train`: the graph's own step, or, in a parallel round's branch, a `Send` that
+    carries this branch's code to its own `train`.
+    """
+    settings = context(runtime)
+    started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
-        chat_for("generator", settings if branch is None else branch_settings(settings, branch)),
-        messages,
+        chat_for("generator", generator_settings(state, settings)),
+        generator_prompt(state, settings),
         role="generator",
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
@@ -119,7 +144,7 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
         "gen_tokens": reply.tokens,
         "gen_seconds": time.monotonic() - started,
     }
-    if branch is None:
+    if state.get("branch") is None:
         return Command(update=update, goto="train")
     return Command(goto=Send("train", {**state, **update}))
 
@@ -139,19 +164,12 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     In a parallel round's branch only `round` is written; `improve` joins the round.
     """
     settings = context(runtime)
-    iteration, code = state["iteration"], state.get("code")
-    if code is None:
-        result: dict[str, Any] = dict(
-            new_result(NO_CODE, "the reply contained no Python code block", code_hash(""))
-        )
-    else:
-        executor = executor_for(
-            settings, evaluator_for(settings), settings.executor, settings.ray_retries
-        )
-        result = make_train_candidate(executor).invoke({"code": code})
-    run_archive(settings, state["run_id"]).record_candidate(
-        iteration, code, result, state.get("gen_tokens", 0), state.get("gen_seconds")
-    )
+    iteration = state["iteration"]
+    archive = run_archive(settings, state["run_id"])
+    cost = GeneratorCost(state.get("gen_tokens", 0), state.get("gen_seconds") or 0.0)
+    final = check_and_train(state.get("code"), iteration_for(state, settings, archive, cost))
+    code, result = final.code, final.result
+    archive.record_candidate(iteration, code, result, cost.tokens, cost.seconds)
     candidate = Candidate(iteration=iteration, code=code or "", result=result)
     best = state.get("best")
     in_round = state.get("branch") is not None
@@ -183,6 +201,68 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         }
     )
     return update
+
+
+@dataclass
+class GeneratorCost:
+    """What the Generator spent on one iteration, its re-asks included."""
+
+    tokens: int
+    seconds: float
+
+
+def iteration_for(
+    state: State, settings: Settings, archive: RunArchive, cost: GeneratorCost
+) -> Iteration:
+    """The check step's view of this iteration: the run's seen programs (from the archive, so a
+    resumed run knows them), the re-ask (novelty on), the cheap checks (auto-fix on), training
+    through the `train_candidate` tool, and the archive for every attempt."""
+    iteration = state["iteration"]
+    numbers = itertools.count()
+    evaluator = evaluator_for(settings)
+
+    def record(attempt: Attempt) -> None:
+        digest = code_hash(attempt.code) if attempt.code is not None else code_hash("")
+        archive.record_attempt(
+            iteration,
+            next(numbers),
+            attempt.source,
+            attempt.code,
+            digest,
+            attempt.result,
+            attempt.stage,
+            attempt.diff,
+        )
+
+    def reask(n: int, note: str) -> str | None:
+        base = generator_settings(state, settings)
+        hotter = base.model_copy(
+            update={"generator_temperature": reask_temperature(base.generator_temperature, n)}
+        )
+        started = time.monotonic()
+        reply = ask(
+            chat_for("generator", hotter),
+            with_note(generator_prompt(state, settings), note),
+            role="generator",
+            seed=settings.run_seed + iteration + REASK_SEED_STEP * n,
+            retries=settings.llm_retries,
+        )
+        cost.tokens += reply.tokens
+        cost.seconds += time.monotonic() - started
+        return extract_code(reply.text)
+
+    def train_one(code: str) -> dict[str, Any]:
+        executor = executor_for(settings, evaluator, settings.executor, settings.ray_retries)
+        return dict(make_train_candidate(executor).invoke({"code": code}))
+
+    return Iteration(
+        seen=archive.seen_before(iteration),
+        train=train_one,
+        record=record,
+        reask=reask if settings.novelty else None,
+        checks=SandboxChecks(evaluator, state["task"]) if settings.auto_fix else None,
+        iteration=iteration,
+    )
 
 
 def stop_reason(state: State, settings: Settings) -> str | None:
@@ -226,13 +306,13 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             )
             for candidate, acc in batch
         ]
-        window = [*window, *closed][-settings.history_k :]
+        window = push_triples(window, closed, settings.history_k)
         update["window"] = WindowUpdate(append=closed, keep=settings.history_k)
     reason = stop_reason(state, settings)
     advice: Pending | None = None
     tokens = 0
     if reason is None and not (settings.no_improver or settings.single_shot):
-        reply = ask(
+        reply = ask_for_advice(
             chat_for("improver", settings),
             improver_messages(
                 state["task"],
@@ -241,12 +321,11 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
                 window=[] if settings.no_history else window,
                 round_candidates=[candidate for candidate, _ in batch],
             ),
-            role="improver",
             seed=settings.run_seed + batch[-1][0]["iteration"],
             retries=settings.llm_retries,
         )
         tokens = reply.tokens
-        advice = _advice(parse_improvement(reply.text), last)
+        advice = clean_advice(parse_improvement(reply.text), SUGGESTION_CHARS)
     archive = run_archive(settings, state["run_id"])
     for n, (candidate, _) in enumerate(batch):
         archive.record_improvement(
@@ -299,23 +378,6 @@ def _round_size(state: State, settings: Settings) -> dict[str, Any]:
     round is cut to what is left."""
     size = max(1, min(settings.parallel, settings.iterations - state["iteration"]))
     return {"round_size": size} if size > 1 or state.get("round_size", 1) > 1 else {}
-
-
-def _advice(parsed: dict[str, str] | None, last: Candidate) -> Pending:
-    """The Improver's answer, clipped for the memory; a sane default when it gave none."""
-    if parsed and parsed.get("suggestion"):
-        return Pending(
-            problem=parsed.get("problem", "")[:SUGGESTION_CHARS],
-            suggestion=parsed["suggestion"][:SUGGESTION_CHARS],
-        )
-    result = last["result"]
-    if result["status"] != "ok":
-        problem = f"{result['kind']}: {result['message']}"[:ERROR_CHARS]
-        return Pending(problem=problem, suggestion="Fix this error; keep the rest of the network.")
-    return Pending(
-        problem="the Improver gave no usable advice",
-        suggestion="Make one small change likely to raise one-epoch accuracy.",
-    )
 
 
 def fan_out(state: State) -> str | list[Send]:

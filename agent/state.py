@@ -27,6 +27,7 @@ class Triple(TypedDict):
     problem: str
     suggestion: str
     outcome: str
+    count: NotRequired[int]  # times this (problem, suggestion) came in a row; absent means 1
 
 
 class Pending(TypedDict):
@@ -80,14 +81,40 @@ class WindowUpdate(TypedDict):
     keep: int
 
 
+def push_triples(window: list[Triple], triples: list[Triple], keep: int) -> list[Triple]:
+    """`window` with `triples` pushed on, the newest `keep` kept.
+
+    A triple with the same problem and suggestion as the newest one is merged into it (its count
+    goes up, its outcome and iteration become the newer ones): a model stuck on one piece of
+    advice fills one line of the window, not all K, and the prompt says how often it was tried.
+    """
+    merged = list(window)
+    for triple in triples:
+        newest = merged[-1] if merged else None
+        if newest and (newest["problem"], newest["suggestion"]) == (
+            triple["problem"],
+            triple["suggestion"],
+        ):
+            count = newest.get("count", 1) + triple.get("count", 1)
+            merged[-1] = Triple(
+                iteration=triple["iteration"],
+                problem=triple["problem"],
+                suggestion=triple["suggestion"],
+                outcome=triple["outcome"],
+                count=count,
+            )
+        else:
+            merged.append(triple)
+    return merged[-keep:] if keep > 0 else []
+
+
 def update_window(
     current: list[Triple] | None, update: WindowUpdate | list[Triple]
 ) -> list[Triple]:
     """The K-window reducer. A plain list replaces the window (used to initialise it)."""
     if isinstance(update, list):
         return list(update)
-    window = [*(current or []), *update["append"]]
-    return window[-update["keep"] :] if update["keep"] > 0 else []
+    return push_triples(current or [], update["append"], update["keep"])
 
 
 class State(TypedDict):

@@ -15,6 +15,7 @@ FailureKind = Literal[
     "runtime",  # any other exception, or the process exited without a report
     "killed",  # terminated by a signal (segfault, process limit, ...)
     "over_limit",  # trained, but over a hardware limit (sandbox/hardware.py); accuracy recorded
+    "duplicate",  # a program this run had already tried, repeated after every re-ask: not trained
 ]
 FAILURE_KINDS: tuple[str, ...] = FailureKind.__args__  # type: ignore[attr-defined]
 
