@@ -23,10 +23,10 @@ class SandboxChecks:
 
     def lint(self, code: str) -> dict[str, Any] | None:
         report = lint(code)
-        if report.kind == "ok":
+        if report["kind"] is None:
             return None
-        result: dict[str, Any] = dict(new_result(report.kind, report.message, code_hash(code)))
-        result["undefined_names"] = list(report.undefined_names)
+        result: dict[str, Any] = dict(new_result(report["kind"], report["message"], code_hash(code)))
+        result["undefined_names"] = list(report["undefined_names"])
         return result
 
     def dry_run(self, code: str) -> dict[str, Any]:

@@ -10,10 +10,10 @@ import pytest
 from agent.extract import parse_improvement
 from agent.hygiene import UNREADABLE, clean_advice, clean_field
 from agent.prompts import generator_messages
-from agent.state import Triple, WindowUpdate, push_triples, update_window
+from agent.state import TaskInfo, Triple, WindowUpdate, push_triples, update_window
 from tests.fakes.mistakes import ADVICE
 
-TASK = {"dataset": "mnist5k", "input_shape": [1, 28, 28], "num_classes": 10, "n_train": 600}
+TASK = TaskInfo(dataset="mnist5k", input_shape=[1, 28, 28], num_classes=10, n_train=600)
 
 
 def triple(i: int, problem: str = "p", suggestion: str = "s", outcome: str = "o") -> Triple:
