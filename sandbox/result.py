@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 FailureKind = Literal[
     "syntax",  # the module does not parse
@@ -18,6 +18,17 @@ FailureKind = Literal[
     "duplicate",  # a program this run had already tried, repeated after every re-ask: not trained
 ]
 FAILURE_KINDS: tuple[str, ...] = FailureKind.__args__  # type: ignore[attr-defined]
+
+
+class ShapeStep(TypedDict):
+    """One module call of a checked forward pass (sandbox/runner.py's ShapeTrace), in call order."""
+
+    module: str  # its path in the net ("features.0"); "" is Net.forward itself, "?" a stray module
+    type: str  # its class name ("Conv2d")
+    out: list[int] | None  # the output's shape; None when the call failed or returned no tensor
+    failed: NotRequired[bool]  # the call that raised (the last step, when there is one)
+    in_shape: NotRequired[list[int]]  # the failed call's input shape
+    in_features_expected: NotRequired[int]  # a failed Linear fed (B, F): F, its right in_features
 
 
 class EvalResult(TypedDict):
@@ -36,6 +47,8 @@ class EvalResult(TypedDict):
     backend: str
     dataset: str
     cached: bool
+    # a forward-pass check's module-by-module shapes: a dry run's, or a failed forward's
+    shape_trace: NotRequired[list[ShapeStep]]
 
 
 def new_result(kind: str, message: str, code_hash: str, **extra: object) -> EvalResult:
