@@ -82,26 +82,27 @@ class WindowUpdate(TypedDict):
 
 
 def push_triples(window: list[Triple], triples: list[Triple], keep: int) -> list[Triple]:
-    """`window` with `triples` pushed on, the newest `keep` kept.
+    """`window` with `triples` (one Improver call's worth) pushed on, the newest `keep` kept.
 
-    A triple with the same problem and suggestion as the newest one is merged into it (its count
-    goes up, its outcome and iteration become the newer ones): a model stuck on one piece of
+    A triple with the same problem and suggestion as the window's newest is merged into it (its
+    count goes up, its outcome and iteration become the newer ones): a model stuck on one piece of
     advice fills one line of the window, not all K, and the prompt says how often it was tried.
+    The triples of one parallel round are the same advice tried N times at once, each with its
+    own outcome: they are kept apart (only the first may merge with what came before).
     """
     merged = list(window)
-    for triple in triples:
-        newest = merged[-1] if merged else None
+    for n, triple in enumerate(triples):
+        newest = merged[-1] if merged and n == 0 else None
         if newest and (newest["problem"], newest["suggestion"]) == (
             triple["problem"],
             triple["suggestion"],
         ):
-            count = newest.get("count", 1) + triple.get("count", 1)
             merged[-1] = Triple(
                 iteration=triple["iteration"],
                 problem=triple["problem"],
                 suggestion=triple["suggestion"],
                 outcome=triple["outcome"],
-                count=count,
+                count=newest.get("count", 1) + triple.get("count", 1),
             )
         else:
             merged.append(triple)

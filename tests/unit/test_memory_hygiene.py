@@ -30,9 +30,15 @@ class TestWindow:
         ]
 
     def test_different_triples_stay_apart_and_only_neighbours_merge(self) -> None:
-        window = push_triples([], [triple(0), triple(1, suggestion="t"), triple(2)], keep=5)
+        window: list[Triple] = []
+        for t in (triple(0), triple(1, suggestion="t"), triple(2)):
+            window = push_triples(window, [t], keep=5)
         assert [t["iteration"] for t in window] == [0, 1, 2]
         assert all("count" not in t for t in window)
+
+    def test_a_parallel_rounds_triples_keep_their_own_outcomes(self) -> None:
+        window = push_triples([triple(0)], [triple(1), triple(2), triple(3)], keep=5)
+        assert [(t["iteration"], t.get("count", 1)) for t in window] == [(1, 2), (2, 1), (3, 1)]
 
     def test_the_window_keeps_k_distinct_lines_however_long_a_model_is_stuck(self) -> None:
         window: list[Triple] = []
@@ -46,14 +52,14 @@ class TestWindow:
         assert window[-1].get("count") == 16
 
     def test_the_prompt_shows_the_count(self) -> None:
-        merged = push_triples([], [triple(0), triple(1)], keep=5)
+        merged = push_triples([triple(0)], [triple(1)], keep=5)
         text = str(
             generator_messages(TASK, best=None, last=None, suggestion="", window=merged)[1].content
         )
         assert "tried 2 times in a row" in text
 
     def test_a_checkpoint_round_trip_keeps_the_count(self) -> None:
-        merged = push_triples([], [triple(0), triple(1)], keep=5)
+        merged = push_triples([triple(0)], [triple(1)], keep=5)
         assert json.loads(json.dumps(merged)) == merged
 
 
