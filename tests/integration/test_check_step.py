@@ -33,6 +33,7 @@ def search(tmp_path: Path, *flags: str) -> tuple[list[dict[str, Any]], list[dict
             NASLOOP_GENERATOR_MODEL="fake-generator",
             NASLOOP_IMPROVER_MODEL="fake-improver",
             NASLOOP_PROMPT_STYLE="short",
+            NASLOOP_TRAIN_LIMIT="300",  # each run trains up to 6 candidates: keep them quick
         )
         run = agent_run(env, "--run-id", "m", "--iterations", str(ITERATIONS), "--json", *flags)
         out, err = run.communicate(timeout=900)
