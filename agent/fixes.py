@@ -69,6 +69,7 @@ PROVIDER = {name: module for module, names in FROM_IMPORTS.items() for name in n
 # the prompt skeleton's head: it cannot get the flattened size wrong
 HEAD = "{nn}Sequential({nn}Flatten(), {nn}LazyLinear(256), {nn}ReLU(), {nn}LazyLinear({classes}))"
 CLASS_COUNT_PARAMS = ("num_classes", "n_classes", "classes", "num_labels", "num_outputs")
+NAME_ERROR = re.compile(r"NameError: name '(\w{1,80})' is not defined")
 VIEW_ERROR = re.compile(r"shape '\[(-?\d+), (\d+)\]' is invalid for input of size (\d+)")
 
 
@@ -77,6 +78,27 @@ class Fix:
     code: str  # the whole fixed module
     description: str  # one line: what changed and why
     diff: str  # unified diff, candidate.py before -> after
+
+
+def mechanical_fix(
+    code: str, problem: Mapping[str, Any], num_classes: int | None = None
+) -> Fix | None:
+    """The first fixer that can fix `problem`: a LintReport (stage 1) or a dry run's EvalResult.
+
+    A NameError the lint could not see (a name hidden behind a star import) counts as an
+    undefined name too. None when no fixer is sure.
+    """
+    listed = problem.get("undefined_names")
+    names = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
+    names += NAME_ERROR.findall(str(problem.get("message", "")))
+    if names:
+        return fix_missing_imports(code, names) or fix_example_usage(code, problem)
+    return (
+        fix_example_usage(code, problem)
+        or fix_view_size(code, problem)
+        or fix_linear_in_features(code, problem)
+        or fix_missing_head(code, problem, num_classes)
+    )
 
 
 def fix_missing_imports(code: str, undefined_names: Iterable[str]) -> Fix | None:

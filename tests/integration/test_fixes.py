@@ -16,6 +16,7 @@ from agent.fixes import (
     fix_missing_head,
     fix_missing_imports,
     fix_view_size,
+    mechanical_fix,
 )
 from agent.lint import lint
 from sandbox.backends.base import Limits
@@ -98,3 +99,24 @@ def test_an_example_usage_tail_removed(dry_run: Any) -> None:
     fix = fix_example_usage(code, before)
     assert fix is not None
     assert_passes(dry_run(fix.code))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sqrt_no_import", "linear_in_features", "view_wrong_size", "head_missing",
+     "example_usage_tail"],
+)  # fmt: skip
+def test_the_cascade_repairs_every_broken_module(dry_run: Any, name: str) -> None:
+    """Lint, then dry runs, each failure handed to mechanical_fix: as the check stage will."""
+    code, fixes = broken(name), list[str]()
+    problem: dict[str, Any] = dict(lint(code))
+    if problem["kind"] is None:
+        problem = dry_run(code)
+    while problem["kind"] != "ok" and len(fixes) < 3:
+        fix = mechanical_fix(code, problem)
+        assert fix is not None, problem
+        code = fix.code
+        fixes.append(fix.description)
+        problem = dry_run(code)
+    assert_passes(problem)
+    assert 1 <= len(fixes) <= 2, fixes

@@ -19,6 +19,7 @@ from agent.fixes import (
     fix_missing_head,
     fix_missing_imports,
     fix_view_size,
+    mechanical_fix,
 )
 from agent.lint import lint
 
@@ -305,3 +306,34 @@ def test_unparsable_or_oversized_code_gets_no_fix(code: str) -> None:
     assert fix_view_size(code, VIEW_FAILED) is None
     assert fix_missing_head(code, HEAD_ERROR) is None
     assert fix_example_usage(code, TAIL_ERROR) is None
+
+
+# --- one entry point ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "problem", "changed"),
+    [
+        ("sqrt_no_import", None, "+from math import sqrt"),
+        ("sqrt_no_import", {"message": "NameError: name 'sqrt' is not defined (during init)"},
+         "+from math import sqrt"),
+        ("linear_in_features", linear_failed("classifier.1", 3136), "+            nn.Linear(3136,"),
+        ("view_wrong_size", VIEW_FAILED, "+        x = x.flatten(1)"),
+        ("head_missing", {"kind": "runtime", "message": HEAD_ERROR}, "+        self.head = nn."),
+        ("example_usage_tail", {"kind": "runtime", "message": TAIL_ERROR}, "-model.eval()"),
+    ],
+    ids=["lint", "name-error", "linear", "view", "head", "tail"],
+)  # fmt: skip
+def test_mechanical_fix_picks_the_fixer_for_the_problem(
+    name: str, problem: dict[str, Any] | None, changed: str
+) -> None:
+    code = broken(name)
+    fix = mechanical_fix(code, problem if problem is not None else dict(lint(code)))
+    assert fix is not None
+    assert any(line.startswith(changed) for line in changed_lines(fix.diff)), fix.diff
+
+
+def test_mechanical_fix_has_nothing_for_a_real_design_error() -> None:
+    problem = {"kind": "shape", "message": "Net output has shape (2, 7), expected (2, 10)"}
+    assert mechanical_fix(broken("linear_in_features"), problem) is None
+    assert mechanical_fix(broken("linear_in_features"), {"undefined_names": "sqrt"}) is None
