@@ -62,6 +62,15 @@ class LocalExecutor:
         with _local_lock:
             return self.evaluator.evaluate(code)
 
+    def dry_run(self, code: str) -> Mapping[str, Any]:
+        """The check's sandbox stage (Evaluator.dry_run), queued with training: one sandbox."""
+        dry_run = getattr(self.evaluator, "dry_run", None)
+        if dry_run is None:
+            raise TypeError(f"{type(self.evaluator).__name__} has no dry_run: use an Evaluator")
+        with _local_lock:
+            result: Mapping[str, Any] = dry_run(code)
+            return result
+
 
 def evaluator_for(settings: SandboxSettings) -> Evaluator:
     """One evaluator per distinct sandbox settings, built on first use (dataset prepared once).

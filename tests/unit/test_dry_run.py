@@ -319,3 +319,22 @@ def test_a_forged_trace_is_bounded() -> None:
     assert all(len(s["module"]) <= 200 and s["out"] is None for s in steps)
     bad_linear = read_shape_trace(huge[-1:])
     assert bad_linear == [{"module": "fc", "type": "Linear", "out": None, "failed": True}]
+
+
+def test_both_executors_dry_run_in_the_local_sandbox(mnist: PreparedDataset) -> None:
+    from sandbox.backends.ray_executor import RayExecutor
+    from sandbox.settings import SandboxSettings
+    from tools.train_candidate import LocalExecutor
+
+    ev = dry_evaluator(mnist, writes({"status": "ok", "params": 3}))
+    assert LocalExecutor(ev).dry_run(NET)["message"] == "dry run ok: output (2, 10)"
+    ray = RayExecutor(SandboxSettings(), ev)  # never connects: a dry run stays on this machine
+    assert ray.dry_run(NET)["params"] == 3
+    assert ev.backend.jobs == 2  # type: ignore[attr-defined]
+
+    class TrainOnly:
+        def evaluate(self, code: str) -> dict[str, Any]:
+            return {}
+
+    with pytest.raises(TypeError, match="TrainOnly has no dry_run"):
+        LocalExecutor(TrainOnly()).dry_run(NET)
