@@ -251,8 +251,9 @@ def iteration_for(
         cost.seconds += time.monotonic() - started
         return extract_code(reply.text)
 
+    executor = executor_for(settings, evaluator, settings.executor, settings.ray_retries)
+
     def train_one(code: str) -> dict[str, Any]:
-        executor = executor_for(settings, evaluator, settings.executor, settings.ray_retries)
         return dict(make_train_candidate(executor).invoke({"code": code}))
 
     return Iteration(
@@ -260,7 +261,7 @@ def iteration_for(
         train=train_one,
         record=record,
         reask=reask if settings.novelty else None,
-        checks=SandboxChecks(evaluator, state["task"]) if settings.auto_fix else None,
+        checks=SandboxChecks(executor, state["task"]) if settings.auto_fix else None,
         iteration=iteration,
     )
 
