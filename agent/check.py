@@ -24,11 +24,12 @@ first batch, so the cascade would only add a sandbox round trip when nothing can
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.archive import SeenProgram
+from agent.archive import RunArchive, SeenProgram
 from agent.novelty import REASKS, duplicate_result, repeat_note
 from sandbox.code import code_hash
 from sandbox.result import new_result
@@ -79,6 +80,38 @@ class Iteration:
     reask: Callable[[int, str], str | None] | None = None  # (re-ask number, note) -> code
     checks: Checks | None = None
     iteration: int = 0
+
+
+@dataclass
+class GeneratorCost:
+    """What the Generator spent on one iteration, its re-asks included."""
+
+    tokens: int
+    seconds: float
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+
+
+def attempt_recorder(archive: RunArchive, iteration: int) -> Callable[[Attempt], None]:
+    """Archive each attempt of `iteration` under the next number (0, 1, ...)."""
+    numbers = itertools.count()
+
+    def record(attempt: Attempt) -> None:
+        digest = code_hash(attempt.code if attempt.code is not None else "")
+        archive.record_attempt(
+            iteration,
+            next(numbers),
+            attempt.source,
+            attempt.code,
+            digest,
+            attempt.result,
+            attempt.stage,
+            attempt.diff,
+        )
+
+    return record
 
 
 def check_and_train(code: str | None, it: Iteration) -> Attempt:

@@ -13,10 +13,8 @@ then joins the round in iteration order (see agent/state.py) and asks the Improv
 
 from __future__ import annotations
 
-import itertools
 import time
 import uuid
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -26,10 +24,11 @@ from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
+from agent.advice_reader import parse_improvement
 from agent.archive import RunArchive
 from agent.cascade_checks import SandboxChecks
-from agent.check import Attempt, Iteration, check_and_train
-from agent.extract import extract_code, parse_improvement
+from agent.check import GeneratorCost, Iteration, attempt_recorder, check_and_train
+from agent.code_reader import extract_code
 from agent.hygiene import clean_advice
 from agent.llm import ask, make_chat
 from agent.novelty import REASK_SEED_STEP, reask_temperature
@@ -42,20 +41,22 @@ from agent.prompts import (
     outcome_text,
 )
 from agent.prompts_short import short_generator_messages, with_note
+from agent.rundir import run_path
 from agent.settings import Role, Settings
 from agent.state import (
     Branch,
     Candidate,
     Pending,
     State,
-    TaskInfo,
+    Tally,
     Triple,
     WindowUpdate,
+    best_accuracy,
     push_triples,
+    tally,
 )
 from agent.structured import ask_for_advice
-from sandbox.code import code_hash
-from tools.train_candidate import evaluator_for, executor_for, make_train_candidate
+from tools.train_candidate import executor_for, task_for, train_candidate_for
 
 TEMPERATURE_SPREAD = 0.2  # a parallel round's Generator temperatures span base ± this
 # What a parallel branch's prompt and progress event need from the state (its Send payload)
@@ -83,7 +84,7 @@ def archive_for(run_dir: Path) -> RunArchive:
 
 
 def run_archive(settings: Settings, run_id: str) -> RunArchive:
-    return archive_for((settings.runs_dir / run_id).resolve())
+    return archive_for(run_path(settings.runs_dir, run_id).resolve())
 
 
 def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
@@ -93,14 +94,13 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     settings = context(runtime)
     thread = (get_config().get("configurable") or {}).get("thread_id")
     run_id = state.get("run_id") or thread or uuid.uuid4().hex[:12]
-    dataset = evaluator_for(settings).dataset
-    task = TaskInfo(
-        dataset=dataset.name,
-        input_shape=list(dataset.input_shape),
-        num_classes=dataset.num_classes,
-        n_train=settings.train_limit or dataset.n_train,
-    )
-    update = {"run_id": run_id, "task": task, "iteration": 0, "window": [], "ok_count": 0}
+    update = {
+        "run_id": run_id,
+        "task": task_for(settings),
+        "iteration": 0,
+        "window": [],
+        "ok_count": 0,
+    }
     return {**update, **_round_size(cast(State, update), settings)}
 
 
@@ -110,10 +110,10 @@ def generator_prompt(state: State, settings: Settings) -> list[BaseMessage]:
     build = generator_messages if settings.prompt_style == "paper" else short_generator_messages
     return build(
         state["task"],
-        best=None if settings.no_reference or single else state.get("best"),
+        best=None if not settings.reference or single else state.get("best"),
         last=None if single else state.get("last"),
-        suggestion="" if settings.no_improver or single else state.get("suggestion", ""),
-        window=[] if settings.no_history or single else state["window"],
+        suggestion="" if not settings.improver or single else state.get("suggestion", ""),
+        window=[] if not settings.memory or single else state["window"],
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
 
@@ -149,6 +149,26 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     return Command(goto=Send("train", {**state, **update}))
 
 
+def reasker(state: State, settings: Settings, cost: GeneratorCost) -> Any:
+    """The novelty check's re-ask: the same prompt plus the repeat note, hotter, another seed."""
+
+    def reask(n: int, note: str) -> str | None:
+        base = generator_settings(state, settings)
+        hotter = reask_temperature(base.generator_temperature, n)
+        started = time.monotonic()
+        reply = ask(
+            chat_for("generator", base.model_copy(update={"generator_temperature": hotter})),
+            with_note(generator_prompt(state, settings), note),
+            role="generator",
+            seed=settings.run_seed + state["iteration"] + REASK_SEED_STEP * n,
+            retries=settings.llm_retries,
+        )
+        cost.add(reply.tokens, time.monotonic() - started)
+        return extract_code(reply.text)
+
+    return reask
+
+
 def branch_settings(settings: Settings, branch: Branch) -> Settings:
     """A branch's Generator temperature: the round's slots spread evenly over base ± spread."""
     if branch["size"] <= 1:
@@ -159,7 +179,8 @@ def branch_settings(settings: Settings, branch: Branch) -> Settings:
 
 
 def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """Score the candidate through the `train_candidate` tool and archive it before moving on.
+    """The check step (agent/check.py: novelty, lint, dry run, fixes), then training through the
+    `train_candidate` tool; every attempt and the iteration are archived before moving on.
 
     In a parallel round's branch only `round` is written; `improve` joins the round.
     """
@@ -167,27 +188,29 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     iteration = state["iteration"]
     archive = run_archive(settings, state["run_id"])
     cost = GeneratorCost(state.get("gen_tokens", 0), state.get("gen_seconds") or 0.0)
-    final = check_and_train(state.get("code"), iteration_for(state, settings, archive, cost))
+    checks = SandboxChecks(executor_for(settings), state["task"]) if settings.auto_fix else None
+    final = check_and_train(
+        state.get("code"),
+        Iteration(
+            seen=archive.seen_before(iteration),  # from disk: a resumed run knows them too
+            train=lambda code: dict(train_candidate_for(settings).invoke({"code": code})),
+            record=attempt_recorder(archive, iteration),
+            reask=reasker(state, settings, cost) if settings.novelty else None,
+            checks=checks,
+            iteration=iteration,
+        ),
+    )
     code, result = final.code, final.result
     archive.record_candidate(iteration, code, result, cost.tokens, cost.seconds)
     candidate = Candidate(iteration=iteration, code=code or "", result=result)
-    best = state.get("best")
-    in_round = state.get("branch") is not None
-    update: dict[str, Any] = (
-        {"round": [candidate]}
-        if in_round
-        else {"last": candidate, "iteration": iteration + 1, "code": None}
-    )
-    ok_count = state.get("ok_count", 0)
-    if result["status"] == "ok":
-        ok_count += 1
-        if best is None or result["val_accuracy"] > best["result"]["val_accuracy"]:
-            best = candidate
-            if not in_round:
-                update["best"] = best
-        if not in_round:
-            update["ok_count"] = ok_count
-    best_acc = best["result"]["val_accuracy"] if best else None
+    counted = tally(Tally(best=state.get("best"), ok_count=state.get("ok_count", 0)), candidate)
+    update: dict[str, Any]
+    if state.get("branch") is not None:  # a round's branch: `improve` joins the round
+        update = {"round": [candidate]}
+    else:
+        update = {"last": candidate, "iteration": iteration + 1, "code": None, **counted}
+    best_acc = best_accuracy(counted["best"])
+    ok_count = counted["ok_count"]
     get_stream_writer()(
         {
             "event": "candidate",
@@ -203,73 +226,10 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     return update
 
 
-@dataclass
-class GeneratorCost:
-    """What the Generator spent on one iteration, its re-asks included."""
-
-    tokens: int
-    seconds: float
-
-
-def iteration_for(
-    state: State, settings: Settings, archive: RunArchive, cost: GeneratorCost
-) -> Iteration:
-    """The check step's view of this iteration: the run's seen programs (from the archive, so a
-    resumed run knows them), the re-ask (novelty on), the cheap checks (auto-fix on), training
-    through the `train_candidate` tool, and the archive for every attempt."""
-    iteration = state["iteration"]
-    numbers = itertools.count()
-    evaluator = evaluator_for(settings)
-
-    def record(attempt: Attempt) -> None:
-        digest = code_hash(attempt.code) if attempt.code is not None else code_hash("")
-        archive.record_attempt(
-            iteration,
-            next(numbers),
-            attempt.source,
-            attempt.code,
-            digest,
-            attempt.result,
-            attempt.stage,
-            attempt.diff,
-        )
-
-    def reask(n: int, note: str) -> str | None:
-        base = generator_settings(state, settings)
-        hotter = base.model_copy(
-            update={"generator_temperature": reask_temperature(base.generator_temperature, n)}
-        )
-        started = time.monotonic()
-        reply = ask(
-            chat_for("generator", hotter),
-            with_note(generator_prompt(state, settings), note),
-            role="generator",
-            seed=settings.run_seed + iteration + REASK_SEED_STEP * n,
-            retries=settings.llm_retries,
-        )
-        cost.tokens += reply.tokens
-        cost.seconds += time.monotonic() - started
-        return extract_code(reply.text)
-
-    executor = executor_for(settings, evaluator, settings.executor, settings.ray_retries)
-
-    def train_one(code: str) -> dict[str, Any]:
-        return dict(make_train_candidate(executor).invoke({"code": code}))
-
-    return Iteration(
-        seen=archive.seen_before(iteration),
-        train=train_one,
-        record=record,
-        reask=reask if settings.novelty else None,
-        checks=SandboxChecks(executor, state["task"]) if settings.auto_fix else None,
-        iteration=iteration,
-    )
-
-
 def stop_reason(state: State, settings: Settings) -> str | None:
-    best = state.get("best")
+    best = best_accuracy(state.get("best"))
     target = settings.target_accuracy
-    if target is not None and best is not None and best["result"]["val_accuracy"] >= target:
+    if target is not None and best is not None and best >= target:
         return "target"
     if state["iteration"] >= settings.iterations:
         return "budget"
@@ -312,14 +272,14 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     reason = stop_reason(state, settings)
     advice: Pending | None = None
     tokens = 0
-    if reason is None and not (settings.no_improver or settings.single_shot):
+    if reason is None and settings.improver and not settings.single_shot:
         reply = ask_for_advice(
             chat_for("improver", settings),
             improver_messages(
                 state["task"],
                 last=last,
                 best=best,
-                window=[] if settings.no_history else window,
+                window=window if settings.memory else [],
                 round_candidates=[candidate for candidate, _ in batch],
             ),
             seed=settings.run_seed + batch[-1][0]["iteration"],
@@ -352,23 +312,18 @@ def join_round(state: State) -> tuple[dict[str, Any], list[tuple[Candidate, floa
     outcome's "best so far", as the classic loop would have written it.
     """
     candidates = state["round"]  # merge_round keeps them in iteration order
-    best, ok_count = state.get("best"), state.get("ok_count", 0)
+    counted = Tally(best=state.get("best"), ok_count=state.get("ok_count", 0))
     batch: list[tuple[Candidate, float | None]] = []
+    focus: Tally = Tally(best=None, ok_count=0)  # the round's own best success
     for candidate in candidates:
-        result = candidate["result"]
-        if result["status"] == "ok":
-            ok_count += 1
-            if best is None or result["val_accuracy"] > best["result"]["val_accuracy"]:
-                best = candidate
-        batch.append((candidate, best["result"]["val_accuracy"] if best else None))
-    ok = [c for c in candidates if c["result"]["status"] == "ok"]
-    focus = max(ok, key=lambda c: c["result"]["val_accuracy"]) if ok else candidates[-1]
+        counted = tally(counted, candidate)
+        focus = tally(focus, candidate)
+        batch.append((candidate, best_accuracy(counted["best"])))
     update = {
         "round": None,  # merge_round: empty it for the next round
         "iteration": candidates[-1]["iteration"] + 1,
-        "last": focus,
-        "best": best,
-        "ok_count": ok_count,
+        "last": focus["best"] or candidates[-1],
+        **counted,
     }
     return update, batch
 

@@ -4,7 +4,7 @@ llama.cpp's and vLLM's OpenAI servers accept `response_format: {"type": "json_sc
 then sample only replies that parse: no prose around the object, no window lines copied into it
 (the hygiene in agent/hygiene.py still runs). A server that refuses the field (HTTP 400 naming
 it) is asked once more without it, and is not asked with it again in this process: the run then
-lives on the tolerant reader in agent/extract.py, as before.
+lives on the tolerant reader in agent/advice_reader.py, as before.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from agent.hygiene import UNREADABLE
 from agent.prompts import generator_messages
 from agent.settings import Settings
 from sandbox.code import code_hash
-from sandbox.result import new_result
-from tests.unit.test_graph import FakeDataset, RecordingChat
+from sandbox.result import EvalResult, new_result
+from tests.unit.test_graph import RecordingChat, ScriptedEvaluator, use_evaluator
 
 STUCK = "```python\nimport torch.nn as nn\n\nclass Net(nn.Module):\n    width = 1\n```"
 OTHER = "```python\nimport torch.nn as nn\n\nclass Net(nn.Module):\n    width = 2\n```"
@@ -31,36 +31,27 @@ ECHO = json.dumps(
 )
 
 
-class CountingEvaluator:
-    dataset = FakeDataset()
+class CountingEvaluator(ScriptedEvaluator):
+    """Trains by the module's width (accuracy 0.1 per unit) and counts what it is asked."""
 
     def __init__(self) -> None:
         self.trained: list[str] = []
         self.dry_runs: list[str] = []
 
-    def evaluate(self, code: str) -> dict[str, Any]:
+    def evaluate(self, code: str) -> EvalResult:
         self.trained.append(code)
         width = int(re.search(r"width = (\d+)", code).group(1))  # type: ignore[union-attr]
-        return dict(new_result("ok", "trained", code_hash(code), val_accuracy=0.1 * width))
+        return new_result("ok", "trained", code_hash(code), val_accuracy=0.1 * width)
 
-    def dry_run(self, code: str) -> dict[str, Any]:
+    def dry_run(self, code: str) -> EvalResult:
         self.dry_runs.append(code)
-        return dict(new_result("ok", "dry run passed", code_hash(code)))
+        return new_result("ok", "dry run passed", code_hash(code))
 
 
 @pytest.fixture
 def evaluator(monkeypatch: pytest.MonkeyPatch) -> CountingEvaluator:
     ev = CountingEvaluator()
-    monkeypatch.setattr(nodes, "evaluator_for", lambda settings: ev)
-
-    class Tool:
-        def __init__(self, executor: Any) -> None:
-            pass
-
-        def invoke(self, args: dict[str, str]) -> dict[str, Any]:
-            return ev.evaluate(args["code"])
-
-    monkeypatch.setattr(nodes, "make_train_candidate", Tool)
+    use_evaluator(monkeypatch, ev)
     return ev
 
 

@@ -323,6 +323,7 @@ def test_a_forged_trace_is_bounded() -> None:
 
 def test_both_executors_dry_run_in_the_local_sandbox(mnist: PreparedDataset) -> None:
     from sandbox.backends.ray_executor import RayExecutor
+
     from sandbox.settings import SandboxSettings
     from tools.train_candidate import LocalExecutor
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agent.extract import parse_improvement
+from agent.advice_reader import parse_improvement
 from agent.hygiene import UNREADABLE, clean_advice, clean_field
 from agent.prompts import generator_messages
 from agent.state import TaskInfo, Triple, WindowUpdate, push_triples, update_window
