@@ -56,6 +56,7 @@ from agent.state import (
     tally,
 )
 from agent.structured import ask_for_advice
+from sandbox.result import EvalResult
 from tools.train_candidate import executor_for, task_for, train_candidate_for
 
 TEMPERATURE_SPREAD = 0.2  # a parallel round's Generator temperatures span base ± this
@@ -200,7 +201,7 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             iteration=iteration,
         ),
     )
-    code, result = final.code, final.result
+    code, result = final.code, cast(EvalResult, final.result)  # every attempt's is one
     archive.record_candidate(iteration, code, result, cost.tokens, cost.seconds)
     candidate = Candidate(iteration=iteration, code=code or "", result=result)
     counted = tally(Tally(best=state.get("best"), ok_count=state.get("ok_count", 0)), candidate)
