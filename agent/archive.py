@@ -178,6 +178,11 @@ class RunArchive:
                 (*row, result.get("message"), time.time()),
             )
 
+    def forget_attempts(self, iteration: int) -> None:
+        """Drop `iteration`'s attempts: its node is run again (after a crash) from the start."""
+        with self._connect() as db:
+            db.execute("DELETE FROM attempts WHERE iteration=?", (iteration,))
+
     def attempts(self, iteration: int | None = None) -> list[dict[str, Any]]:
         where, args = ("WHERE iteration=?", (iteration,)) if iteration is not None else ("", ())
         with self._connect() as db:

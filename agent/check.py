@@ -95,7 +95,9 @@ class GeneratorCost:
 
 
 def attempt_recorder(archive: RunArchive, iteration: int) -> Callable[[Attempt], None]:
-    """Archive each attempt of `iteration` under the next number (0, 1, ...)."""
+    """Archive each attempt of `iteration` under the next number (0, 1, ...); a run of the
+    iteration's node after a crash starts its list again, so no stale attempt survives."""
+    archive.forget_attempts(iteration)
     numbers = itertools.count()
 
     def record(attempt: Attempt) -> None:

@@ -205,3 +205,16 @@ class TestCascade:
         final = check_and_train(A, iteration(log, {}, [], EndlessFixes()))
         assert len(log.attempts) == MAX_FIXES + 1 and log.trained == []
         assert final.result["kind"] == "runtime"
+
+
+def test_an_iteration_run_again_after_a_crash_rewrites_its_attempts(tmp_path: Path) -> None:
+    from agent.check import attempt_recorder
+
+    archive = RunArchive(tmp_path)
+    first = attempt_recorder(archive, 4)
+    for source in ("generator", "reask", "reask"):
+        first(Attempt(source, A, dict(new_result("duplicate", "x", code_hash(A))), "novelty"))
+    again = attempt_recorder(archive, 4)  # the node, run again from the start
+    again(Attempt("generator", B, dict(new_result("ok", "trained", code_hash(B))), "train"))
+    rows = archive.attempts(4)
+    assert [(r["attempt"], r["source"], r["kind"]) for r in rows] == [(0, "generator", "ok")]
