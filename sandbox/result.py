@@ -15,7 +15,6 @@ SandboxFailureKind = Literal[
     "runtime",  # any other exception, or the process exited without a report
     "killed",  # terminated by a signal (segfault, process limit, ...)
     "over_limit",  # trained, but over a hardware limit (sandbox/hardware.py); accuracy recorded
-    "duplicate",  # a program this run had already tried, repeated after every re-ask: not trained
 ]
 # What a runner's report may claim (checked on the host: sandbox/evaluate.py); the same list as
 # sandbox/runner.py's, which must travel alone and cannot import it
@@ -24,6 +23,8 @@ FAILURE_KINDS: tuple[str, ...] = get_args(SandboxFailureKind)
 FailureKind = (
     SandboxFailureKind
     | Literal["no_code"]  # the LLM's reply held no Python code (set by the search, no sandbox)
+    | Literal["duplicate"]  # a program this run already tried, repeated on every re-ask: never
+    # trained again (set by the search's novelty check, agent/check.py; no sandbox)
 )
 
 
