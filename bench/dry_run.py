@@ -14,8 +14,11 @@ A dry run that does not come back with the expected kind (a timeout on a crowded
 counted in `unexpected`, not timed. The JSON is rewritten after each backend.
 
 Target (issue 14): under 1 s per dry run through the warm worker on a 2-core CPU.
-Measured on 2026-12-02 (2-core Xeon, no GPU, mnist5k, 20 repeats, while other jobs shared the
-machine: load average 8-12): see the module sandbox/dry_run.py, which records the figures.
+Measured on 2026-12-02 (2-core Xeon, no GPU, mnist5k; the machine shared with other jobs, load
+average 11-24): warm worker, median of 20, 0.88 s (ok) / 0.94 s (shape) at load ~12, 1.49 s /
+1.39 s at load ~16, 3.21 s / 3.60 s at load ~22, 0.10-0.14 s of CPU per dry run; a container
+per candidate, median of 10 (`--cold-repeats 10`), 24.8 s / 29.8 s at load ~16. Details in
+sandbox/dry_run.py's docstring.
 """
 
 from __future__ import annotations
