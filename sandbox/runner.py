@@ -44,7 +44,6 @@ _open = open
 _dumps = json.dumps
 
 FAILURE_KINDS = (
-    "no_code",  # set by the search when the LLM's reply held no code; never here
     "syntax",
     "no_net",
     "import",
