@@ -42,6 +42,7 @@ class Report(TypedDict):
     peak_gpu_memory_mb: float | None
     latency_ms: float | None
     train_s: float | None
+    shape_trace: Any  # raw; sandbox/dry_run.py's read_shape_trace keeps well-formed steps
 
 
 def read_report(out_dir: Path) -> Report | None:
@@ -76,6 +77,7 @@ def checked_report(raw: dict[str, Any]) -> Report:
         ),
         latency_ms=_amount(raw.get("latency_ms"), "latency_ms", MAX_MILLISECONDS),
         train_s=train_s,
+        shape_trace=raw.get("shape_trace"),
     )
 
 

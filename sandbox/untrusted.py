@@ -33,8 +33,9 @@ MAX_COUNT = 10**15  # parameters, FLOPs
 MAX_MEGABYTES = 10.0**9  # peak memory, in MiB
 MAX_MILLISECONDS = 10.0**9  # latency
 MAX_SECONDS = 10.0**7  # timings (the longest wall-time limit is hours, not months)
-# Text fields are cut, not rejected: they are shown to the Improver, which needs only their gist.
-TEXT_LIMITS = {"status": 16, "kind": 32, "phase": 32, "message": 500, "traceback": 4000}
+# Text fields are cut, not rejected: they are shown to the Improver, which needs only their gist
+# (a message may carry a dry run's shape trace, hence its 2,000 characters).
+TEXT_LIMITS = {"status": 16, "kind": 32, "phase": 32, "message": 2000, "traceback": 4000}
 
 # Characters that matter when scanning JSON for its shape; everything else is skipped unread.
 _JSON_SPECIAL = re.compile(rb'[\[\]{}",\\]')

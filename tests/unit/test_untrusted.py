@@ -27,7 +27,7 @@ from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.report import read_report
 from sandbox.scoring import InvalidPredictions, read_predictions
-from sandbox.untrusted import MAX_REPORT_BYTES, HostileOutput, read_bounded
+from sandbox.untrusted import MAX_REPORT_BYTES, TEXT_LIMITS, HostileOutput, read_bounded
 from tools.train_candidate import make_train_candidate
 
 MIB = 2**20
@@ -103,7 +103,7 @@ def test_text_fields_are_cut_not_refused(tmp_path: Path) -> None:
     long = OK | {"message": "m" * 10_000, "traceback": "x" * 9_000 + "END"}
     (tmp_path / "report.json").write_text(json.dumps(long))
     report = read_report(tmp_path)
-    assert report is not None and len(report["message"]) == 500
+    assert report is not None and len(report["message"]) == TEXT_LIMITS["message"]
     assert report["traceback"].endswith("END") and len(report["traceback"]) == 4000
 
 
