@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from sandbox.faults import InfrastructureFault
+
 JOB_MOUNT = "/job"
 DATA_MOUNT = "/data"
 OUT_MOUNT = "/out"
@@ -23,7 +25,14 @@ SCRATCH_MOUNT = "/tmp"
 LOG_TAIL_BYTES = 64 * 1024
 
 
-class BackendUnavailable(RuntimeError):
+# The runner prints this line, alone, right before it imports the candidate (sandbox/runner.py
+# keeps its own copy: it imports nothing of ours). Backends watch the whole output stream for it:
+# a job that ends without it never reached candidate code, so its failure is ours. A stream and
+# not a file, because a candidate can delete a file but cannot take back what was already read.
+CANDIDATE_MARKER = "[runner] importing the candidate"
+
+
+class BackendUnavailable(InfrastructureFault):
     """The backend cannot run here (no engine, no image, ...); the message names the fix."""
 
 
@@ -53,6 +62,25 @@ class RunOutcome:
     oom_killed: bool
     log_tail: str
     seconds: float
+    # Whether the runner printed CANDIDATE_MARKER: False means the job failed before any candidate
+    # code ran (None: the backend cannot tell, and the evaluator treats the job as the candidate's).
+    reached_candidate: bool | None = None
+
+
+class MarkerWatch:
+    """Watches an output stream, chunk by chunk, for CANDIDATE_MARKER (split chunks included)."""
+
+    def __init__(self, marker: str = CANDIDATE_MARKER) -> None:
+        self.marker = marker.encode()
+        self.seen = False
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if self.seen or not chunk:
+            return
+        window = self._carry + chunk
+        self.seen = self.marker in window
+        self._carry = window[-(len(self.marker) - 1) :]
 
 
 def runner_argv(python: str, job: str, data: str, out: str) -> list[str]:
