@@ -170,6 +170,7 @@ def run_settings(run_dir: Path, **overrides: Any) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     from agent.settings import load_settings
     from sandbox.backends.base import BackendUnavailable
+    from sandbox.faults import InfrastructureFault
     from sandbox.settings import SettingsError
 
     parser = argparse.ArgumentParser(prog="python -m agent.final_test", description=__doc__)
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, SettingsError, BackendUnavailable) as exc:
         print(f"nasloop: error: {exc}", file=sys.stderr)
         return 2
+    except InfrastructureFault as exc:  # the sandbox failed mid-way: nothing is charged
+        print(f"nasloop: infrastructure fault: {exc}", file=sys.stderr)
+        return 3
     print(json.dumps([{k: v for k, v in r.items() if k != "result"} for r in results], indent=2))
     return 0
 

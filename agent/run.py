@@ -3,8 +3,11 @@
 Every flag mirrors a setting (`--history-k` is NASLOOP_HISTORY_K, and so on; `--help` lists them
 with their defaults). Everything that can be checked is checked before a run directory exists:
 settings, dataset, sandbox, LLM servers. Exit codes: 0 done, 1 stopped by a failure (resumable),
-2 bad input (nothing written). A finished search then runs the final test, the export and the
-report (`finish`); a failure there is one line on stderr and leaves the exit code at 0.
+2 bad input (nothing written), 3 an infrastructure fault (the sandbox self-test failed, or the
+sandbox, its engine or the Ray cluster failed mid-run: one line with the cause, the fix and the
+resume command; no candidate is charged for it), 130 interrupted. A finished search then runs
+the final test, the export and the report (`finish`); a failure there is one line on stderr and
+leaves the exit code at 0.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from agent.settings import Settings, load_settings
 from graphs.nas import build_graph
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
+from sandbox.faults import InfrastructureFault
+from sandbox.selftest import self_test
 from sandbox.settings import SettingsError
 from tools.train_candidate import evaluator_for, executor_for
 
@@ -187,6 +192,12 @@ def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict
                 return summarise(settings, run_id, snapshot.values)
             graph.update_state(config, {"stop_reason": None}, as_node="improve")
             start = None
+        # Before any candidate (again on every resume: the engine may have been away): a sandbox
+        # that cannot train a known-good net stops the run here, with nobody charged for it.
+        # (Ray: the cluster's workers build their own sandboxes; a lost one stops the run too.)
+        seconds = self_test(evaluator_for(settings)) if settings.executor == "local" else 0.0
+        if not quiet and settings.executor == "local":
+            print(f"nasloop: sandbox self-test passed ({seconds:.1f} s)", file=sys.stderr)
         for event in graph.stream(
             start,
             config,
@@ -278,7 +289,14 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         result = search(settings, run_id, resuming, quiet=False)
         result.update(finish(settings, run_id))
-    except (LLMUnavailable, BackendUnavailable) as exc:
+    except InfrastructureFault as exc:  # BackendUnavailable mid-run included
+        print(
+            f"nasloop: stopped by an infrastructure fault, no candidate charged: {exc}; "
+            f"{resume_hint}",
+            file=sys.stderr,
+        )
+        return 3
+    except LLMUnavailable as exc:
         print(f"nasloop: stopped: {exc}; {resume_hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

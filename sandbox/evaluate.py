@@ -7,6 +7,7 @@ computed here against validation labels that never left the host.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import signal
@@ -20,6 +21,7 @@ from sandbox.backends.workdir import bound_out_dir, make_job_dir, remove_job_dir
 from sandbox.cache import ResultCache
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
+from sandbox.faults import InfrastructureFault, one_line
 from sandbox.hardware import OVER_LIMIT, HardwareLimits, over_limit_message, violations
 from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
@@ -28,6 +30,8 @@ from sandbox.settings import SandboxSettings
 RUNNER = Path(__file__).with_name("runner.py")
 MAX_REPORT_BYTES = 1 * 2**20
 MAX_WEIGHTS_MB = 256  # a state_dict the final test keeps (the runner writes none larger)
+# The runner's own version: a result it produced is only valid for the same runner.
+RUNNER_VERSION = hashlib.sha256(RUNNER.read_bytes()).hexdigest()[:16]
 
 
 class Evaluator:
@@ -60,6 +64,9 @@ class Evaluator:
     def fingerprint(self) -> str:
         """Everything besides the code that decides a result: the cache key's other half."""
         key = {
+            "runner": RUNNER_VERSION,
+            "backend": self.backend.name,
+            "image": getattr(self.backend, "image", None),  # Docker: whose torch trained it
             "dataset": self.dataset.root.name,
             "config": self.runner_config(),
             "timeout_s": self.limits.timeout_s,
@@ -71,6 +78,11 @@ class Evaluator:
         return json.dumps(key, sort_keys=True)
 
     def evaluate(self, code: str) -> EvalResult:
+        """The candidate's result, from the cache or the sandbox.
+
+        Raises InfrastructureFault when the sandbox failed before the candidate's code ran: that
+        is no result of the candidate's, so nothing is cached (or returned) for it.
+        """
         digest = code_hash(code)
         fingerprint = self.fingerprint()
         if self.cache is not None:
@@ -88,11 +100,32 @@ class Evaluator:
         if self.precheck and (problem := static_problem(code)):
             return new_result(problem[0], problem[1], digest, **labels)
         started = time.monotonic()
-        work = make_job_dir()
         try:
-            job = self._write_job(work, code)
-            bound_out_dir(job.out_dir, self.limits.scratch_mb)
-            outcome = self.backend.run(job)
+            work = make_job_dir()
+        except OSError as exc:
+            raise InfrastructureFault(
+                f"cannot create a job directory ({one_line(exc)})",
+                "free space in the temp dir or point TMPDIR at a writable directory",
+            ) from exc
+        try:
+            try:
+                job = self._write_job(work, code)
+                bound_out_dir(job.out_dir, self.limits.scratch_mb)
+            except OSError as exc:
+                raise InfrastructureFault(
+                    f"cannot write the job's files in {work} ({one_line(exc)})",
+                    "free space in the temp dir or point TMPDIR at a writable directory",
+                ) from exc
+            try:
+                outcome = self.backend.run(job)
+            except InfrastructureFault:
+                raise
+            except Exception as exc:  # the backend is our code: its failure is never a result
+                raise InfrastructureFault(
+                    f"the {self.backend.name} sandbox failed ({one_line(exc)})", BACKEND_FIX
+                ) from exc
+            if outcome.reached_candidate is False:
+                raise self._fault_before_candidate(outcome, job.out_dir)
             result = self._interpret(outcome, job.out_dir, digest)
         finally:
             remove_job_dir(work)
@@ -112,6 +145,25 @@ class Evaluator:
             path.chmod(0o644)
         job_dir.chmod(0o755)
         return Job(job_dir, self.dataset.public_dir, out_dir, self.limits)
+
+    def _fault_before_candidate(self, outcome: RunOutcome, out_dir: Path) -> InfrastructureFault:
+        """The job ended before the runner reached the candidate: say why, in one line.
+
+        No candidate code ran, so the report and the log are ours and can be believed.
+        """
+        report = read_report(out_dir / "report.json")
+        lines = [line.strip() for line in outcome.log_tail.splitlines() if line.strip()]
+        if outcome.timed_out:
+            why = f"no candidate code was reached within the {self.limits.timeout_s:g} s limit"
+        elif report is not None and report.get("message"):
+            why = str(report["message"])
+        else:
+            why = lines[-1] if lines else f"exit code {outcome.exit_code}, no output"
+        return InfrastructureFault(
+            f"the {self.backend.name} sandbox failed before the candidate's code was reached "
+            f"({why[:300]})",
+            fix_for(why),
+        )
 
     def _interpret(self, outcome: RunOutcome, out_dir: Path, digest: str) -> EvalResult:
         report = read_report(out_dir / "report.json")
@@ -182,6 +234,37 @@ class Evaluator:
             train_seconds=_float_or_none(train_s),
             **metrics,
         )
+
+
+BACKEND_FIX = (
+    "check the engine (`docker info`; start one with `sudo .ci/start-dockerd`), or choose "
+    "another sandbox with NASLOOP_SANDBOX"
+)
+
+
+def fix_for(why: str) -> str:
+    """The fix for a sandbox that failed before any candidate code, from what it said."""
+    lowered = why.lower()
+    if "no module named 'torch'" in lowered or "no module named torch" in lowered:
+        return (
+            "the sandbox's Python has no torch: run nasloop with the Python that has it, and "
+            "for Docker rebuild the image from that Python (`python -m sandbox.image build`)"
+        )
+    if any(name in why for name in ("train_images", "train_labels", "val_images")) or (
+        "/data" in why
+    ):
+        return (
+            "the prepared dataset cannot be read in the sandbox: delete its directory under "
+            "NASLOOP_DATA_DIR/prepared so it is prepared again"
+        )
+    if "no space left" in lowered:
+        return "free disk space (the temp dir and Docker's data root)"
+    if "job setup failed" in lowered:
+        return "the warm worker cannot set up jobs: set NASLOOP_WARM_WORKER=false, or see its log"
+    return (
+        "check the sandbox with `python -m tools.train_candidate` (it trains the reference net "
+        "and shows the whole log)"
+    )
 
 
 def read_report(path: Path) -> dict[str, Any] | None:

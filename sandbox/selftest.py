@@ -15,7 +15,7 @@ from sandbox.faults import InfrastructureFault
 
 # Channels are averaged first, so the same net fits grey and RGB datasets of any size, without a
 # lazy module (which would import torch._dynamo: a second more per fresh interpreter).
-KNOWN_GOOD_NET = '''
+KNOWN_GOOD_NET = """
 import torch
 from torch import nn
 
@@ -31,7 +31,7 @@ class Net(nn.Module):
         x = x.mean(1, keepdim=True)  # (B, 1, H, W)
         x = self.pool(torch.relu(self.conv(x)))  # (B, 8, 2, 2)
         return self.fc(x.flatten(1))  # (B, num_classes)
-'''
+"""
 # Training images the self-test uses: enough for a few steps of every code path the runner has
 # (augmentation, optimiser, NaN check), few enough to take well under a second.
 SELF_TEST_IMAGES = 256

@@ -23,6 +23,7 @@ from sandbox.backends.base import BackendUnavailable
 from sandbox.backends.ray_executor import RayExecutor
 from sandbox.data import DatasetUnavailable, UnknownDataset
 from sandbox.evaluate import Evaluator, evaluator_from_settings
+from sandbox.faults import InfrastructureFault
 from sandbox.settings import SandboxSettings, SettingsError, load_settings
 
 REFERENCE_NET = Path(__file__).with_name("reference_net.py")
@@ -125,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, SettingsError, UnknownDataset, DatasetUnavailable, BackendUnavailable) as exc:
         print(f"nasloop: error: {exc}", file=sys.stderr)
         return 2
+    except InfrastructureFault as exc:  # the sandbox failed before the candidate's code ran
+        print(f"nasloop: infrastructure fault: {exc}", file=sys.stderr)
+        return 3
     print(json.dumps(result, indent=2))
     return 0 if result["status"] == "ok" else 1
 

@@ -44,6 +44,7 @@ from sandbox.backends.base import BackendUnavailable
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, UnknownDataset
 from sandbox.evaluate import Evaluator, evaluator_from_settings
+from sandbox.faults import InfrastructureFault
 from sandbox.result import EvalResult, new_result
 from sandbox.settings import SandboxSettings
 
@@ -171,7 +172,7 @@ class RayExecutor:
         try:
             result: dict[str, Any] = dict(ray.get(ref))
         except ray.exceptions.RayTaskError as exc:  # our own code raised on the worker
-            if isinstance(exc, BackendUnavailable | DatasetUnavailable | UnknownDataset):
+            if isinstance(exc, InfrastructureFault | DatasetUnavailable | UnknownDataset):
                 raise BackendUnavailable(
                     f"a Ray worker cannot evaluate: {_one_line(exc)}"
                 ) from None
