@@ -9,6 +9,7 @@ reuses it. Its result is never cached and never archived: it is not a candidate.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from sandbox.evaluate import Evaluator
 from sandbox.faults import InfrastructureFault
@@ -49,8 +50,11 @@ def self_test(evaluator: Evaluator) -> float:
     unless the result is `ok`.
     """
     config = {**evaluator.train_config, "train_limit": SELF_TEST_IMAGES}
+    # A busy machine must not pass for a broken sandbox: the wall-time limit is at least 10 min
+    # (a working sandbox takes seconds; a broken one usually fails at once).
+    limits = replace(evaluator.limits, timeout_s=max(evaluator.limits.timeout_s, 600.0))
     probe = Evaluator(
-        evaluator.dataset, evaluator.backend, config, evaluator.limits, cache=None, precheck=False
+        evaluator.dataset, evaluator.backend, config, limits, cache=None, precheck=False
     )
     started = time.monotonic()
     try:
