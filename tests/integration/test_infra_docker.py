@@ -77,7 +77,7 @@ def test_image(docker_client: Any) -> Iterator[str]:
         docker_client.images.remove(TEST_TAG, force=True)
 
 
-def until_line(proc: subprocess.Popen[str], prefix: str, then: Callable[[], None]) -> list[str]:
+def until_line(proc: subprocess.Popen[str], prefix: str, then: Callable[[], object]) -> list[str]:
     """Read the run's stderr up to a line starting with `prefix`, then do `then`."""
     assert proc.stderr is not None
     seen = []
