@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict, get_args
 
-FailureKind = Literal[
-    "no_code",  # the LLM's reply held no Python code (set by the search; no sandbox involved)
+SandboxFailureKind = Literal[
     "syntax",  # the module does not parse
     "no_net",  # no `Net(nn.Module)` class
     "import",  # an import failed (missing package, bad name)
@@ -17,7 +16,14 @@ FailureKind = Literal[
     "killed",  # terminated by a signal (segfault, process limit, ...)
     "over_limit",  # trained, but over a hardware limit (sandbox/hardware.py); accuracy recorded
 ]
-FAILURE_KINDS: tuple[str, ...] = FailureKind.__args__  # type: ignore[attr-defined]
+# What a runner's report may claim (checked on the host: sandbox/evaluate.py); the same list as
+# sandbox/runner.py's, which must travel alone and cannot import it
+FAILURE_KINDS: tuple[str, ...] = get_args(SandboxFailureKind)
+# Every failure a result can carry: the sandbox's, and the search's own
+FailureKind = (
+    SandboxFailureKind
+    | Literal["no_code"]  # the LLM's reply held no Python code (set by the search, no sandbox)
+)
 
 
 class RayPlacement(TypedDict):

@@ -72,11 +72,11 @@ class SandboxSettings(BaseSettings):
     train_limit: int | None = Field(None, gt=0, description="use only the first N training images")
     epochs: int = Field(1, ge=1, description="training epochs per candidate (the proxy uses 1)")
     batch_size: int = Field(128, ge=1, description="training batch size")
-    lr: float = Field(0.01, gt=0, description="SGD learning rate (peak of the cosine schedule)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (Nesterov)")
+    lr: float = Field(0.01, gt=0, description="SGD learning rate (start of the cosine schedule)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(5e-4, ge=0, description="SGD weight decay")
     lr_schedule: Literal["epoch_cosine", "step_cosine"] = Field(
-        "epoch_cosine", description="cosine decay stepped per epoch, or per batch"
+        "epoch_cosine", description="cosine per epoch (flat within one), or per batch"
     )
     seed: int = Field(0, ge=0, description="training seed")
     autocast: Literal["auto", "off", "bf16", "fp16"] = Field(

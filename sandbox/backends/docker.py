@@ -184,14 +184,20 @@ def owner_label() -> str:
     return f"{socket.gethostname()}:{owner_tag()}"
 
 
+def parse_owner_label(label: str) -> tuple[str, int, str] | None:
+    """(host, pid, start) from an owner label; start is "na" in labels written before it was."""
+    host, _, tag = label.rpartition(":")
+    pid, _, start = tag.partition("-")
+    return (host, int(pid), start or "na") if host and pid.isdigit() else None
+
+
 def reap_orphans(client: Any) -> int:
     """Remove containers started on this host by a process that no longer exists."""
     host = socket.gethostname()
     removed = 0
     for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
-        owner_host, _, tag = container.labels.get(OWNER_LABEL, "").rpartition(":")
-        pid, _, start = tag.partition("-")
-        if owner_host != host or not pid.isdigit() or owner_alive(int(pid), start or "na"):
+        owner = parse_owner_label(container.labels.get(OWNER_LABEL, ""))
+        if owner is None or owner[0] != host or owner_alive(owner[1], owner[2]):
             continue
         with contextlib.suppress(docker.errors.DockerException):
             container.remove(force=True)

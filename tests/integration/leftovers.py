@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sandbox.backends.docker import OWNER_LABEL, owner_label
+from sandbox.backends.docker import OWNER_LABEL, owner_label, parse_owner_label
 from sandbox.backends.process import SANDBOX_UID
 from sandbox.backends.warm import WARM_DIR_KIND, WARM_LABEL, WARM_UID_MIN
 from sandbox.backends.workdir import JOB_DIR_PREFIX, OUT_MOUNT_SOURCE, mounts
@@ -90,7 +90,7 @@ def orphaned_containers(client: Any) -> list[Any]:
     host = socket.gethostname()
     found = []
     for c in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
-        owner_host, _, pid = c.labels.get(OWNER_LABEL, "").rpartition(":")
-        if owner_host == host and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        owner = parse_owner_label(c.labels.get(OWNER_LABEL, ""))
+        if owner and owner[0] == host and not Path(f"/proc/{owner[1]}").exists():
             found.append(c)
     return found
