@@ -21,7 +21,7 @@ from sandbox.backends.workdir import bound_out_dir, make_job_dir, remove_job_dir
 from sandbox.cache import ResultCache
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
-from sandbox.faults import InfrastructureFault, one_line
+from sandbox.faults import BACKEND_FIX, InfrastructureFault, fix_for, one_line
 from sandbox.hardware import OVER_LIMIT, HardwareLimits, over_limit_message, violations
 from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
@@ -249,37 +249,6 @@ class Evaluator:
             train_seconds=_float_or_none(train_s),
             **metrics,
         )
-
-
-BACKEND_FIX = (
-    "check the engine (`docker info`; start one with `sudo .ci/start-dockerd`), or choose "
-    "another sandbox with NASLOOP_SANDBOX"
-)
-
-
-def fix_for(why: str) -> str:
-    """The fix for a sandbox that failed before any candidate code, from what it said."""
-    lowered = why.lower()
-    if "no module named 'torch'" in lowered or "no module named torch" in lowered:
-        return (
-            "the sandbox's Python has no torch: run nasloop with the Python that has it, and "
-            "for Docker rebuild the image from that Python (`python -m sandbox.image build`)"
-        )
-    if any(name in why for name in ("train_images", "train_labels", "val_images")) or (
-        "/data" in why
-    ):
-        return (
-            "the prepared dataset cannot be read in the sandbox: delete its directory under "
-            "NASLOOP_DATA_DIR/prepared so it is prepared again"
-        )
-    if "no space left" in lowered:
-        return "free disk space (the temp dir and Docker's data root)"
-    if "job setup failed" in lowered:
-        return "the warm worker cannot set up jobs: set NASLOOP_WARM_WORKER=false, or see its log"
-    return (
-        "check the sandbox with `python -m tools.train_candidate` (it trains the reference net "
-        "and shows the whole log)"
-    )
 
 
 def read_report(path: Path) -> dict[str, Any] | None:

@@ -27,3 +27,34 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     """`Type: message` on one line, cut to `limit` characters."""
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+BACKEND_FIX = (
+    "check the engine (`docker info`; start one with `sudo .ci/start-dockerd`), or choose "
+    "another sandbox with NASLOOP_SANDBOX"
+)
+
+
+def fix_for(why: str) -> str:
+    """The fix for a sandbox that failed before any candidate code, from what it said."""
+    lowered = why.lower()
+    if "no module named 'torch'" in lowered or "no module named torch" in lowered:
+        return (
+            "the sandbox's Python has no torch: run nasloop with the Python that has it, and "
+            "for Docker rebuild the image from that Python (`python -m sandbox.image build`)"
+        )
+    if any(name in why for name in ("train_images", "train_labels", "val_images")) or (
+        "/data" in why
+    ):
+        return (
+            "the prepared dataset cannot be read in the sandbox: delete its directory under "
+            "NASLOOP_DATA_DIR/prepared so it is prepared again"
+        )
+    if "no space left" in lowered:
+        return "free disk space (the temp dir and Docker's data root)"
+    if "job setup failed" in lowered:
+        return "the warm worker cannot set up jobs: set NASLOOP_WARM_WORKER=false, or see its log"
+    return (
+        "check the sandbox with `python -m tools.train_candidate` (it trains the reference net "
+        "and shows the whole log)"
+    )

@@ -16,15 +16,14 @@ container is force-removed before `run` returns or raises.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import re
 import socket
 import stat
-import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ import requests.exceptions
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 from sandbox.backends.base import (
-    CANDIDATE_MARKER,
     DATA_MOUNT,
     JOB_MOUNT,
     LOG_TAIL_BYTES,
@@ -42,7 +40,7 @@ from sandbox.backends.base import (
     SCRATCH_MOUNT,
     BackendUnavailable,
     Job,
-    MarkerWatch,
+    MarkerFollower,
     RunOutcome,
     runner_argv,
 )
@@ -154,28 +152,6 @@ def let_others_read(root: Path) -> None:
                 path.chmod(stat.S_IMODE(st.st_mode) | want)
         except OSError:  # not ours to change: the container will say what it cannot read
             continue
-
-
-def _watch_for_marker(container: Any, watch: MarkerWatch, stop: threading.Event) -> None:
-    """Follow the container's output from its first byte until the runner's marker shows.
-
-    The stored log keeps only its last 2 MiB, which a candidate could fill: following the stream
-    from the start reads the marker long before any candidate code exists. Only the runner's own
-    lines come before it, so this reads little; it stops at the marker or when the job ends.
-    """
-    while not (watch.seen or stop.is_set()):
-        try:
-            stream = container.logs(stdout=True, stderr=True, stream=True, follow=True)
-            try:
-                for chunk in stream:
-                    watch.feed(chunk)
-                    if watch.seen:
-                        return
-                return  # the stream ended: so did the container
-            finally:
-                stream.close()
-        except Exception:  # a read timeout while the runner starts, or the engine went away
-            stop.wait(0.5)
 
 
 def owner_label() -> str:
@@ -341,22 +317,14 @@ class DockerBackend:
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 raise engine_error(exc, "could not start the sandbox container") from exc
 
-            watch, stop = MarkerWatch(), threading.Event()
-            follower = threading.Thread(
-                target=_watch_for_marker, args=(container, watch, stop), daemon=True
-            )
-            follower.start()
+            (follower := MarkerFollower(lambda: container.logs(stream=True, follow=True))).start()
             try:
                 outcome = self._wait_and_collect(client, container, limits.timeout_s, started)
-                follower.join(timeout=_KILL_GRACE_S)
-                reached = watch.seen or CANDIDATE_MARKER in outcome.log_tail
-                # still reading the runner's lines: cannot tell, so the evaluator charges the job
-                unknown = not reached and follower.is_alive()
-                return dataclasses.replace(outcome, reached_candidate=None if unknown else reached)
+                return replace(outcome, reached_candidate=follower.reached(outcome.log_tail))
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 raise engine_error(exc, "lost the sandbox container while it ran") from exc
             finally:
-                stop.set()
+                follower.stop.set()
         finally:
             self._remove(client, container, name)
 
@@ -422,10 +390,9 @@ class DockerBackend:
             except docker.errors.NotFound:
                 return
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-                if "already in progress" in str(exc):
+                gone = isinstance(exc, requests.exceptions.ConnectionError)  # next backend reaps
+                if gone or "already in progress" in str(exc):
                     return
-                if isinstance(exc, requests.exceptions.ConnectionError):
-                    return  # the engine is gone: the run stops on that; the next one reaps it
                 if attempt == 2:
                     log.error("could not remove sandbox container %s: %s", name, one_line(exc))
                 else:
