@@ -3,9 +3,11 @@
 The argparse front of agent/search.py. Every flag mirrors a setting (`--history-k` is
 NASLOOP_HISTORY_K, and so on; `--help` lists them with their defaults). Everything that can be
 checked is checked before a run directory exists: settings, dataset, sandbox, LLM servers. Exit
-codes: 0 done, 1 stopped by a failure (resumable), 2 bad input (nothing written). A finished
-search then runs the final test, the export and the report (`finish`); a failure there is one
-line on stderr and leaves the exit code at 0.
+codes: 0 done, 1 stopped by a failure (resumable), 2 bad input (nothing written), 3 stopped by
+an infrastructure fault (the sandbox self-test failed, or the sandbox, its engine or the Ray
+cluster failed mid-run: one line with the cause, the fix and the resume command; no candidate is
+charged for it), 130 interrupted. A finished search then runs the final test, the export and the
+report (`finish`); a failure there is one line on stderr and leaves the exit code at 0.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from agent.lock import RunBusy, RunLock
 from agent.rundir import mark_embedded, run_path
 from agent.search import (
     BAD_INPUT,
+    EXIT_INFRASTRUCTURE,
     embedded_llm,
     finish,
     preflight_all,
@@ -28,7 +31,7 @@ from agent.search import (
     search,
 )
 from agent.settings import OLD_NAMES, Settings
-from sandbox.backends.base import BackendUnavailable
+from sandbox.faults import InfrastructureFault
 from sandbox.settings import bad_input
 
 # Every setting's flag, in the group `--help` shows it in (a setting in no group is an error).
@@ -160,7 +163,14 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         result = search(settings, run_id, resuming, quiet=False)
         result.update(finish(settings, run_id))
-    except (LLMUnavailable, BackendUnavailable) as exc:
+    except InfrastructureFault as exc:  # BackendUnavailable mid-run included
+        print(
+            f"nasloop: stopped by an infrastructure fault, no candidate charged: {exc}; "
+            f"{resume_hint}",
+            file=sys.stderr,
+        )
+        return EXIT_INFRASTRUCTURE
+    except LLMUnavailable as exc:
         print(f"nasloop: stopped: {exc}; {resume_hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -37,8 +37,9 @@ from agent.rundir import (
 from agent.settings import Settings, load_settings
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
+from sandbox.selftest import self_test
 from sandbox.settings import SettingsError
-from tools.train_candidate import executor_for
+from tools.train_candidate import evaluator_for, executor_for
 
 BAD_INPUT = (
     SettingsError,
@@ -48,6 +49,8 @@ BAD_INPUT = (
     LLMUnavailable,
     ServerError,
 )
+# The exit code of a run stopped by an InfrastructureFault (2 is bad input, 130 an interrupt).
+EXIT_INFRASTRUCTURE = 3
 
 
 def new_run_id() -> str:
@@ -153,6 +156,13 @@ def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict
                 return summarise(settings, run_id, snapshot.values)
             graph.update_state(config, {"stop_reason": None}, as_node="improve")
             start = None
+        # Before any candidate (again on every resume: the engine may have been away): a sandbox
+        # that cannot train a known-good net stops the run here (InfrastructureFault), nobody
+        # charged. Ray's workers build their own sandboxes; a lost one stops the run as well.
+        if settings.executor == "local":
+            seconds = self_test(evaluator_for(settings))
+            if not quiet:
+                print(f"nasloop: sandbox self-test passed ({seconds:.1f} s)", file=sys.stderr)
         for event in graph.stream(
             start,
             config,

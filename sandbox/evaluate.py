@@ -7,6 +7,7 @@ computed here against validation labels that never left the host.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import signal
@@ -22,8 +23,9 @@ from sandbox.cache import ResultCache
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
 from sandbox.dry_run import DRY_RUN_TIMEOUT_S, dry_run_config, read_shape_trace
+from sandbox.faults import BACKEND_FIX, InfrastructureFault, one_line
 from sandbox.hardware import OVER_LIMIT, HardwareLimits, over_limit_message, violations
-from sandbox.report import Report, read_report
+from sandbox.report import Report, fault_before_candidate, read_report
 from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
 from sandbox.settings import SandboxSettings
@@ -32,6 +34,8 @@ from sandbox.verify import Verification, measured_figures, unverified, verificat
 
 RUNNER = Path(__file__).with_name("runner.py")
 MAX_WEIGHTS_MB = 256  # a state_dict the final test keeps (the runner writes none larger)
+# The runner's own version: a result it produced is only valid for the same runner.
+RUNNER_VERSION = hashlib.sha256(RUNNER.read_bytes()).hexdigest()[:16]
 
 
 class Evaluator:
@@ -67,6 +71,9 @@ class Evaluator:
     def fingerprint(self) -> str:
         """Everything besides the code that decides a result: the cache key's other half."""
         key = {
+            "runner": RUNNER_VERSION,
+            "backend": self.backend.name,
+            "image": getattr(self.backend, "image", None),  # Docker: whose torch trained it
             "dataset": self.dataset.root.name,
             "config": self.runner_config(),
             "timeout_s": self.limits.timeout_s,
@@ -78,7 +85,11 @@ class Evaluator:
         return json.dumps(key, sort_keys=True)
 
     def evaluate(self, code: str) -> EvalResult:
-        """`prepare`, then (when that did not answer) the sandbox, then `record`."""
+        """`prepare`, then (when that did not answer) the sandbox, then `record`.
+
+        Raises InfrastructureFault when the sandbox failed before the candidate's code ran: that
+        is no result of the candidate's, so nothing is recorded (or returned) for it.
+        """
         digest, answer = self.prepare(code)
         if answer is not None:
             return answer
@@ -124,16 +135,37 @@ class Evaluator:
     def _evaluate_uncached(self, code: str, digest: str, dry_run: bool = False) -> EvalResult:
         labels = {"backend": self.backend.name, "dataset": self.dataset.name}
         started = time.monotonic()
-        work = make_job_dir()
+        try:
+            work = make_job_dir()
+        except OSError as exc:
+            raise InfrastructureFault(
+                f"cannot create a job directory ({one_line(exc)})",
+                "free space in the temp dir or point TMPDIR at a writable directory",
+            ) from exc
         config = self.runner_config()
         limits = self.limits
         if dry_run:
             config.update(dry_run_config())
             limits = replace(limits, timeout_s=min(limits.timeout_s, self.dry_run_timeout_s))
         try:
-            job = self._write_job(work, code, config, limits)
-            bound_out_dir(job.out_dir, self.limits.scratch_mb)
-            outcome = self.backend.run(job)
+            try:
+                job = self._write_job(work, code, config, limits)
+                bound_out_dir(job.out_dir, self.limits.scratch_mb)
+            except OSError as exc:
+                raise InfrastructureFault(
+                    f"cannot write the job's files in {work} ({one_line(exc)})",
+                    "free space in the temp dir or point TMPDIR at a writable directory",
+                ) from exc
+            try:
+                outcome = self.backend.run(job)
+            except InfrastructureFault:
+                raise
+            except Exception as exc:  # the backend is our code: its failure is never a result
+                raise InfrastructureFault(
+                    f"the {self.backend.name} sandbox failed ({one_line(exc)})", BACKEND_FIX
+                ) from exc
+            if outcome.reached_candidate is False:
+                raise fault_before_candidate(self.backend.name, outcome, job)
             result = self._interpret(outcome, job, digest, dry_run)
         finally:
             remove_job_dir(work)

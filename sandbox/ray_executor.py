@@ -40,6 +40,7 @@ from typing import Any
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, UnknownDataset
 from sandbox.evaluate import Evaluator, evaluator_from_settings
+from sandbox.faults import InfrastructureFault
 from sandbox.locks import exclusive
 from sandbox.result import EvalResult, RayPlacement, new_result
 from sandbox.settings import SandboxSettings
@@ -169,7 +170,7 @@ class RayExecutor:
         try:
             result: EvalResult = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # our own code raised on the worker
-            if isinstance(exc, BackendUnavailable | DatasetUnavailable | UnknownDataset):
+            if isinstance(exc, InfrastructureFault | DatasetUnavailable | UnknownDataset):
                 raise BackendUnavailable(
                     f"a Ray worker cannot evaluate: {_one_line(exc)}"
                 ) from None

@@ -1,4 +1,5 @@
-"""The runner's report.json, read back as hostile input: bounded, typed, every number in range.
+"""The runner's report.json, read back as hostile input: bounded, typed, every number in range;
+and, for a job that never reached the candidate, the infrastructure fault it tells of.
 
 The runner writes the report, but the candidate runs in the same process and can rewrite it, so
 the report is only ever a claim: status and failure kind pick the message, and its metrics are
@@ -10,8 +11,9 @@ hostile (`HostileOutput`), because our runner never writes one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from sandbox.faults import InfrastructureFault, fix_for
 from sandbox.untrusted import (
     MAX_COUNT,
     MAX_MEGABYTES,
@@ -26,6 +28,9 @@ from sandbox.untrusted import (
     read_bounded,
     short,
 )
+
+if TYPE_CHECKING:
+    from sandbox.backends.base import Job, RunOutcome
 
 REPORT = "report.json"
 
@@ -105,3 +110,26 @@ def _amount(value: Any, key: str, most: float) -> float | None:
     if not number or not 0 <= value <= most:  # NaN compares false, infinity is over `most`
         raise HostileOutput(f"{REPORT}: {key} = {short(value)} is not a number in 0..{most:.0e}")
     return float(value)
+
+
+def fault_before_candidate(backend: str, outcome: RunOutcome, job: Job) -> InfrastructureFault:
+    """The job ended before the runner reached the candidate: say why, in one line.
+
+    No candidate code ran, so the report and the log are ours and can be believed (still read
+    with the same bounds: a broken sandbox is no reason to read without them).
+    """
+    try:
+        report = read_report(job.out_dir)
+    except HostileOutput:
+        report = None
+    lines = [line.strip() for line in outcome.log_tail.splitlines() if line.strip()]
+    if outcome.timed_out:
+        why = f"no candidate code was reached within the {job.limits.timeout_s:g} s limit"
+    elif report is not None and report["message"]:
+        why = report["message"]
+    else:
+        why = lines[-1] if lines else f"exit code {outcome.exit_code}, no output"
+    return InfrastructureFault(
+        f"the {backend} sandbox failed before the candidate's code was reached ({why[:300]})",
+        fix_for(why),
+    )

@@ -43,6 +43,12 @@ from torch import nn
 _open = open
 _dumps = json.dumps
 
+# Printed, alone on its line, right before the candidate is imported (a copy of
+# sandbox.backends.base.CANDIDATE_MARKER: this file imports nothing of ours). The host watches the
+# output stream for it: a job that ends without it failed in our code or our sandbox, before any
+# candidate code ran, and is not charged to the candidate.
+CANDIDATE_MARKER = "[runner] importing the candidate"
+
 FAILURE_KINDS = (
     "syntax",
     "no_net",
@@ -454,6 +460,35 @@ def load_data(data_dir: str, name: str) -> torch.Tensor:
     return tensor
 
 
+def load_dataset(data_dir: str, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The three public tensors, opened and checked BEFORE any candidate code runs.
+
+    A dataset this sandbox cannot read is the sandbox's fault: failing here, before the marker,
+    keeps it from being charged to whichever candidate happened to be next. Memory-mapped, so
+    opening is cheap; the pages are read when training touches them.
+    """
+    data = {}
+    for name in ("train_images", "train_labels", "val_images"):
+        try:  # (N, C, H, W) uint8, (N,) int64, (N_val, C, H, W) uint8
+            data[name] = load_data(data_dir, f"{name}.pt")
+        except Exception as exc:
+            raise OSError(f"the dataset's {name}.pt cannot be read: {one_line(exc)}") from None
+    shape = tuple(cfg["input_shape"])
+    for name in ("train_images", "val_images"):
+        tensor = data[name]
+        if tensor.dtype != torch.uint8 or tuple(tensor.shape[1:]) != shape:
+            got = f"{tensor.dtype} {tuple(tensor.shape)}"
+            raise ValueError(f"{name}.pt is {got}, not uint8 (N, {', '.join(map(str, shape))})")
+    if len(data["train_labels"]) != len(data["train_images"]):
+        raise ValueError("train_labels.pt and train_images.pt differ in length")
+    # touch the first and last image: a truncated file fails here, not in the middle of training
+    for name in ("train_images", "val_images"):
+        tensor = data[name]
+        if len(tensor):
+            int(tensor[0].sum()) + int(tensor[-1].sum())
+    return data
+
+
 def resolve_autocast(mode: str, device: torch.device) -> str:
     """ "auto": bf16 where it is fast, else fp32 ("off"); other modes are taken as asked.
 
@@ -501,10 +536,13 @@ def autocast_context(cfg: dict[str, Any], device: torch.device) -> Any:
 
 
 def train(
-    net: nn.Module, cfg: dict[str, Any], data_dir: str, device: torch.device, stats: dict[str, Any]
+    net: nn.Module,
+    cfg: dict[str, Any],
+    data: dict[str, torch.Tensor],
+    device: torch.device,
+    stats: dict[str, Any],
 ) -> None:
-    images = load_data(data_dir, "train_images.pt")  # (N, C, H, W) uint8
-    labels = load_data(data_dir, "train_labels.pt")  # (N,) int64
+    images, labels = data["train_images"], data["train_labels"]  # (N, C, H, W) uint8, (N,) int64
     if cfg["train_limit"]:
         images, labels = images[: cfg["train_limit"]], labels[: cfg["train_limit"]]
     images, labels = images.to(device), labels.to(device)
@@ -566,8 +604,10 @@ def train(
     stats["train_accuracy"] = float(correct) / n
 
 
-def predict(net: nn.Module, cfg: dict[str, Any], data_dir: str, device: torch.device) -> list[int]:
-    images = load_data(data_dir, "val_images.pt")  # (N_val, C, H, W) uint8
+def predict(
+    net: nn.Module, cfg: dict[str, Any], images: torch.Tensor, device: torch.device
+) -> list[int]:
+    # images: (N_val, C, H, W) uint8
     normalize = Normalizer(cfg, device)
     net.eval()
     preds = []
@@ -583,6 +623,8 @@ def check_candidate(
 ) -> tuple[nn.Module, torch.Tensor]:
     """Import the candidate, build its Net, check one forward pass: the net and its dummy input."""
     timings = report["timings"]
+    # Everything before this line is ours; from the marker on, whatever fails is the candidate's.
+    print(CANDIDATE_MARKER, file=sys.stderr, flush=True)
     report["phase"] = "import"
     t = time.perf_counter()
     module = load_candidate(os.path.join(job_dir, "candidate.py"))
@@ -617,6 +659,7 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
     cfg["autocast"] = report["autocast"] = resolve_autocast(cfg["autocast"], device)
     torch.manual_seed(cfg["seed"])
     timings = report["timings"]
+    data = load_dataset(data_dir, cfg)  # before the marker: unreadable data is our fault
 
     net, dummy = check_candidate(job_dir, cfg, report)
     try:
@@ -633,7 +676,7 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
     report["phase"] = "train"
     t = time.perf_counter()
     try:
-        train(net, cfg, data_dir, device, report)
+        train(net, cfg, data, device, report)
         if device.type == "cuda":
             torch.cuda.synchronize()
     except CandidateFailure:
@@ -645,7 +688,7 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
     report["phase"] = "predict"
     t = time.perf_counter()
     try:
-        predictions = predict(net, cfg, data_dir, device)
+        predictions = predict(net, cfg, data["val_images"], device)
     except BaseException as exc:
         raise classify_exception(exc, "predict") from None
     timings["predict_s"] = time.perf_counter() - t

@@ -1,7 +1,9 @@
-"""The sandbox's self-test: a known-good tiny net trained through an evaluator's own sandbox.
+"""The sandbox self-test: a known-good tiny net through the run's own sandbox, before any candidate.
 
-If this net does not score `ok`, no candidate can: the sandbox (engine, image, interpreter, torch,
-data mount) is broken, and that is an InfrastructureFault, not a candidate's failure.
+A sandbox that cannot train this net (no torch in the image, a dataset it cannot read, a Python
+the process sandbox cannot start, an engine that is gone) would fail every candidate for reasons
+none of them caused. So the search runs this first, and again whenever it resumes; `agent.doctor`
+reuses it. Its result is never cached and never archived: it is not a candidate.
 """
 
 from __future__ import annotations
@@ -9,68 +11,64 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from sandbox.backends.base import BackendUnavailable
 from sandbox.evaluate import Evaluator
 from sandbox.faults import InfrastructureFault
 
-# A few hundred images are enough to prove the whole path (mount, import, train, predict, score)
-# and keep the test to seconds on a CPU.
-SELF_TEST_TRAIN_IMAGES = 256
-_TRAINED = ("ok", "over_limit")  # over_limit: it trained and was scored, the limits are the user's
-
-_TINY_NET = """
+# Channels are averaged first, so the same net fits grey and RGB datasets of any size, without a
+# lazy module (which would import torch._dynamo: a second more per fresh interpreter).
+KNOWN_GOOD_NET = """
 import torch
 from torch import nn
 
 
 class Net(nn.Module):
-    def __init__(self, num_classes={classes}):
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
-        self.conv = nn.Conv2d({channels}, 8, 3, padding=1)  # (B, 8, H, W)
-        self.pool = nn.AdaptiveAvgPool2d(1)  # (B, 8, 1, 1): any image size
-        self.head = nn.Linear(8, num_classes)
+        self.conv = nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(8 * 2 * 2, num_classes)
 
-    def forward(self, x):
-        return self.head(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.mean(1, keepdim=True)  # (B, 1, H, W)
+        x = self.pool(torch.relu(self.conv(x)))  # (B, 8, 2, 2)
+        return self.fc(x.flatten(1))  # (B, num_classes)
 """
-
-
-def tiny_net_code(channels: int, classes: int) -> str:
-    return _TINY_NET.format(channels=channels, classes=classes)
+# Training images the self-test uses: enough for a few steps of every code path the runner has
+# (augmentation, optimiser, NaN check), few enough to take well under a second.
+SELF_TEST_IMAGES = 256
+FIX = (
+    "check the sandbox with `python -m tools.train_candidate` (it trains the reference net and "
+    "shows the whole log)"
+)
 
 
 def self_test(evaluator: Evaluator) -> float:
-    """Train the tiny net through `evaluator`'s sandbox (uncached, on a few images); return the
-    seconds it took. InfrastructureFault, naming the fix, when it does not score ok."""
-    dataset = evaluator.dataset
-    # a busy machine must not pass for a broken sandbox: at least 10 minutes of wall time (a
-    # working sandbox needs seconds; a broken one fails at once)
+    """Train KNOWN_GOOD_NET through `evaluator`'s sandbox with its settings; seconds it took.
+
+    Same backend (a warm container started here serves the first candidate), dataset, limits,
+    device and precision; only the number of training images is cut. Raises InfrastructureFault
+    unless the result is `ok`.
+    """
+    config = {**evaluator.train_config, "train_limit": SELF_TEST_IMAGES}
+    # A busy machine must not pass for a broken sandbox: the wall-time limit is at least 10 min
+    # (a working sandbox takes seconds; a broken one usually fails at once).
     limits = replace(evaluator.limits, timeout_s=max(evaluator.limits.timeout_s, 600.0))
     probe = Evaluator(
-        dataset,
-        evaluator.backend,
-        {**evaluator.train_config, "train_limit": SELF_TEST_TRAIN_IMAGES, "epochs": 1},
-        limits,
-        cache=None,  # a self-test result is never cached, never archived
+        evaluator.dataset, evaluator.backend, config, limits, cache=None, precheck=False
     )
-    code = tiny_net_code(dataset.input_shape[0], dataset.num_classes)
     started = time.monotonic()
     try:
-        result = probe.evaluate(code)
-    except BackendUnavailable as exc:
+        result = probe.evaluate(KNOWN_GOOD_NET)
+    except InfrastructureFault as fault:
+        raise InfrastructureFault(f"sandbox self-test: {fault.cause}", fault.fix) from fault
+    if result["kind"] != "ok":
+        last = result["traceback"].strip().splitlines()[-1:] or [""]
+        detail = f"{result['kind']}: {result['message']}"
+        if last[0] and last[0] not in detail:
+            detail += f" ({last[0]})"
         raise InfrastructureFault(
-            f"the {evaluator.backend.name} sandbox cannot run a job ({exc})",
-            "fix the sandbox, or choose another with NASLOOP_SANDBOX",
-        ) from None
-    took = time.monotonic() - started
-    if result["kind"] not in _TRAINED:
-        detail = " ".join(f"{result['kind']}: {result['message']}".split())[:300]
-        tail = result["traceback"].strip().splitlines()[-1:] if result["traceback"] else []
-        where = f"; last log line: {tail[0][:200]}" if tail else ""
-        raise InfrastructureFault(
-            f"a known-good tiny net failed in the {evaluator.backend.name} sandbox "
-            f"({detail}{where})",
-            "check the sandbox's interpreter and torch (NASLOOP_IMAGE, "
-            "`python -m sandbox.image build`) or choose another with NASLOOP_SANDBOX",
+            f"sandbox self-test: a known-good net did not train on {evaluator.backend.name} "
+            f"({detail[:300]})",
+            FIX,
         )
-    return took
+    return time.monotonic() - started

@@ -47,6 +47,11 @@ LOG_TAIL_BYTES = 64 * 1024
 # name -> size cap; net.pt2 is the exported net that sandbox/verify.py measures (hardware limits)
 RESULT_FILES = {"report.json": 1 * 2**20, "predictions.json": 64 * 2**20, "net.pt2": 256 * 2**20}
 POLL_S = 0.005
+# The runner prints this right before importing the candidate (runner.CANDIDATE_MARKER); a job
+# whose output never showed it failed in its setup, before any candidate code: the host then
+# stops the run instead of charging the candidate. Watched here, on the pipe, where every byte
+# passes: the candidate cannot take it back.
+MARKER = b"[runner] importing the candidate"
 OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 
 
@@ -191,7 +196,7 @@ def run_job(n: int, req: dict[str, object]) -> dict[str, object]:
         os.close(read_fd)
         job_process(n, req, write_fd)
     os.close(write_fd)
-    tail, status, timed_out = bytearray(), None, False
+    tail, status, timed_out, reached = bytearray(), None, False, False
     deadline = started + timeout_s
     pipe_open = True
     while status is None:
@@ -205,6 +210,7 @@ def run_job(n: int, req: dict[str, object]) -> dict[str, object]:
                 chunk = os.read(read_fd, 65536)
                 if chunk:
                     tail += chunk
+                    reached = reached or MARKER in tail[-(len(chunk) + len(MARKER)) :]
                     del tail[:-LOG_TAIL_BYTES]
                 else:
                     pipe_open = False  # every writer closed it; the child is about to exit
@@ -221,6 +227,7 @@ def run_job(n: int, req: dict[str, object]) -> dict[str, object]:
     try:
         while chunk := os.read(read_fd, 65536):
             tail += chunk
+            reached = reached or MARKER in tail[-(len(chunk) + len(MARKER)) :]
             del tail[:-LOG_TAIL_BYTES]
     except OSError as exc:
         if exc.errno != errno.EAGAIN:
@@ -237,6 +244,7 @@ def run_job(n: int, req: dict[str, object]) -> dict[str, object]:
         "oom_killed": killed_by_oom,
         "log_tail": tail.decode("utf-8", errors="replace"),
         "seconds": seconds,
+        "reached_candidate": reached,
     }
 
 

@@ -52,7 +52,7 @@ def search_architectures(dataset: str, iterations: int, constraints: str = "") -
     from agent.llm import LLMUnavailable
     from agent.search import BAD_INPUT, new_run_id, preflight_all, search
     from agent.settings import load_settings
-    from sandbox.backends.base import BackendUnavailable
+    from sandbox.faults import InfrastructureFault
 
     try:
         settings = load_settings(dataset=dataset, iterations=iterations, constraints=constraints)
@@ -64,7 +64,7 @@ def search_architectures(dataset: str, iterations: int, constraints: str = "") -
         # called from a tool node of another graph, the search still checkpoints under its own
         # thread (run id) and root namespace: checked with a checkpointed parent, langgraph 1.2
         summary = search(settings, run_id, resuming=False, quiet=True)
-    except (LLMUnavailable, BackendUnavailable) as exc:
+    except (LLMUnavailable, InfrastructureFault) as exc:
         return {
             "error": f"{exc}; the run is saved: resume it with "
             f"`python -m agent.run --run-id {run_id}`",

@@ -21,6 +21,7 @@ from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
 from sandbox.evaluate import Evaluator, evaluator_from_settings
 from sandbox.executors import CandidateEvaluator, LocalExecutor, make_executor
+from sandbox.faults import InfrastructureFault
 from sandbox.ray_executor import RayExecutor
 from sandbox.result import EvalResult
 from sandbox.settings import SandboxSettings, SettingsError, bad_input, load_settings
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         result = train_candidate.invoke({"code": code})
     except (OSError, SettingsError, UnknownDataset, DatasetUnavailable, BackendUnavailable) as exc:
         return bad_input(exc)
+    except InfrastructureFault as exc:  # the sandbox failed before the candidate's code ran
+        print(f"nasloop: infrastructure fault: {exc}", file=sys.stderr)
+        return 3
     print(json.dumps(result, indent=2))
     return 0 if result["status"] == "ok" else 1
 

@@ -105,12 +105,12 @@ def run_final_test(settings: Settings, run_id: str, log: Log = _stderr) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sandbox.backends.base import BackendUnavailable
+    from sandbox.faults import InfrastructureFault  # BackendUnavailable is one
 
     parser = run_parser("python -m agent.final_test", __doc__)
     parser.add_argument("--top-k", type=int, help="default: the run's final_top_k")
     parser.add_argument("--epochs", type=int, help="default: the run's final_epochs")
-    return run_command(parser, argv, _final_test, errors=(BackendUnavailable,))
+    return run_command(parser, argv, _final_test, errors=(InfrastructureFault,))
 
 
 def _final_test(args: argparse.Namespace) -> int:

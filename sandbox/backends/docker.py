@@ -23,6 +23,7 @@ import socket
 import stat
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from sandbox.backends.base import (
     SCRATCH_MOUNT,
     BackendUnavailable,
     Job,
+    MarkerFollower,
     RunOutcome,
     runner_argv,
 )
@@ -315,10 +317,14 @@ class DockerBackend:
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 raise engine_error(exc, "could not start the sandbox container") from exc
 
+            (follower := MarkerFollower(lambda: container.logs(stream=True, follow=True))).start()
             try:
-                return self._wait_and_collect(client, container, limits.timeout_s, started)
+                outcome = self._wait_and_collect(client, container, limits.timeout_s, started)
+                return replace(outcome, reached_candidate=follower.reached(outcome.log_tail))
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 raise engine_error(exc, "lost the sandbox container while it ran") from exc
+            finally:
+                follower.stop.set()
         finally:
             self._remove(client, container, name)
 
@@ -384,7 +390,8 @@ class DockerBackend:
             except docker.errors.NotFound:
                 return
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-                if "already in progress" in str(exc):
+                gone = isinstance(exc, requests.exceptions.ConnectionError)  # next backend reaps
+                if gone or "already in progress" in str(exc):
                     return
                 if attempt == 2:
                     log.error("could not remove sandbox container %s: %s", name, one_line(exc))

@@ -33,6 +33,7 @@ from sandbox.backends.base import (
     SCRATCH_MOUNT,
     BackendUnavailable,
     Job,
+    MarkerWatch,
     RunOutcome,
     runner_argv,
 )
@@ -57,12 +58,26 @@ def sandbox_env(home: str, threads: int | None = None) -> dict[str, str]:
     return env
 
 
+def user_python() -> str:
+    """The interpreter the user runs nasloop with, as a path that keeps its environment.
+
+    A virtualenv's `bin/python` is usually a link to the base interpreter, and Python finds the
+    venv (and its packages: torch) from the path it was started by, through the pyvenv.cfg next
+    to it. Resolving the link would start the base interpreter, which may have no torch at all.
+    """
+    exe = os.path.abspath(sys.executable)
+    return exe if sys.prefix != sys.base_prefix else os.path.realpath(exe)
+
+
 def python_prefixes() -> list[str]:
-    """Host directories the interpreter and its packages live in, outside /usr."""
+    """Host directories the interpreter and its packages live in, outside /usr.
+
+    Each as written and resolved: a venv is entered by its own path, the kernel follows links.
+    """
     import torch
 
     paths = {sys.base_prefix, sys.prefix, str(Path(torch.__file__).parent.parent)}
-    real = {os.path.realpath(p) for p in paths}
+    real = {os.path.abspath(p) for p in paths} | {os.path.realpath(p) for p in paths}
     # keep only outermost directories, and nothing already under /usr
     kept = sorted(p for p in real if not p.startswith("/usr/"))
     return [p for p in kept if not any(p != q and p.startswith(q + "/") for q in kept)]
@@ -74,9 +89,11 @@ class TailReader(threading.Thread):
     def __init__(self, stream: IO[bytes], limit: int = LOG_TAIL_BYTES) -> None:
         super().__init__(daemon=True)
         self.stream, self.limit, self.buf = stream, limit, bytearray()
+        self.marker = MarkerWatch()  # every byte passes here, the tail keeps only the last
 
     def run(self) -> None:
         while chunk := self.stream.read(65536):
+            self.marker.feed(chunk)
             self.buf += chunk
             if len(self.buf) > 2 * self.limit:
                 del self.buf[: len(self.buf) - self.limit]
@@ -96,7 +113,7 @@ class ProcessBackend:
         self.root = os.geteuid() == 0
         if self.root:
             remove_empty_groups()
-        self.python = os.path.realpath(sys.executable)
+        self.python = user_python()
         if self.root and not self.bwrap:
             # Dropping to a sandbox uid is only useful if that uid can still reach Python.
             blocked = _untraversable(self.python)
@@ -158,6 +175,7 @@ class ProcessBackend:
             log_tail=reader.text(),
             seconds=time.monotonic() - started,
             peak_memory_mb=peak_mb,
+            reached_candidate=reader.marker.seen,
         )
 
     def _kill_tree(self, proc: subprocess.Popen[bytes], cgroup: Cgroup | None) -> None:
@@ -217,15 +235,6 @@ class ProcessBackend:
                 args += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
         if os.path.exists("/etc/ld.so.cache"):
             args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-        made: set[str] = set()
-        for prefix in python_prefixes():
-            parts = Path(prefix).parts
-            for i in range(2, len(parts)):  # world-traversable parents (e.g. /root is 0700)
-                parent = str(Path(*parts[:i]))
-                if parent not in made:
-                    args += ["--perms", "0755", "--dir", parent]
-                    made.add(parent)
-            args += ["--ro-bind", prefix, prefix]
         args += ["--ro-bind", str(job.job_dir), JOB_MOUNT]
         args += ["--ro-bind", str(job.data_dir), DATA_MOUNT]
         args += ["--bind", str(job.out_dir), OUT_MOUNT]
@@ -238,6 +247,17 @@ class ProcessBackend:
             "--tmpfs",
             SCRATCH_MOUNT,
         ]
+        # After the private /tmp, so that a Python living under /tmp (a throwaway venv) is
+        # mounted on top of it instead of hidden by it.
+        made: set[str] = {SCRATCH_MOUNT}
+        for prefix in python_prefixes():
+            parts = Path(prefix).parts
+            for i in range(2, len(parts)):  # world-traversable parents (e.g. /root is 0700)
+                parent = str(Path(*parts[:i]))
+                if parent not in made:
+                    args += ["--perms", "0755", "--dir", parent]
+                    made.add(parent)
+            args += ["--ro-bind", prefix, prefix]
         args += ["--chdir", SCRATCH_MOUNT, "--"]
         return args
 

@@ -147,6 +147,8 @@ class WarmDockerBackend(DockerBackend):
             pool.container.reload()
         except docker.errors.DockerException:
             return False
+        except requests.exceptions.RequestException as exc:  # the engine itself is gone
+            raise engine_error(exc) from exc
         return bool(pool.container.status == "running")
 
     def _start(self, key: PoolKey) -> WarmPool:
@@ -292,13 +294,21 @@ class WarmDockerBackend(DockerBackend):
             oom_killed=bool(outcome["oom_killed"]),
             log_tail=str(outcome["log_tail"]),
             seconds=float(outcome["seconds"]),
+            reached_candidate=outcome.get("reached_candidate") is True,
         )
 
     def _worker_died(self, pool: WarmPool, started: float) -> RunOutcome:
-        """The worker itself ended mid-job (OOM despite the job going first, or killed)."""
+        """The worker itself ended mid-job: an OOM despite the job going first is the job's;
+        anything else (killed, the engine stopping its containers) is ours, not the job's."""
         state = pool.container.attrs.get("State", {})
         tail = self._log_tail(pool.container)
         self.close()
+        if not state.get("OOMKilled"):
+            raise BackendUnavailable(
+                f"the warm sandbox worker stopped in the middle of a job (exit code "
+                f"{state.get('ExitCode')}, {state.get('Status') or 'gone'})",
+                "check the Docker engine (`docker info`), or set NASLOOP_WARM_WORKER=false",
+            )
         return RunOutcome(
             exit_code=state.get("ExitCode"),
             timed_out=False,

