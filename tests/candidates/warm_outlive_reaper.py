@@ -34,7 +34,7 @@ while True:
     except OSError:
         pass
     rounds += 1
-    if rounds % 50 == 0:
+    if rounds % 5000 == 0:
         for _ in range(4):
             try:
                 if os.fork() == 0:
@@ -42,7 +42,7 @@ while True:
                     os._exit(0)
             except OSError:
                 pass
-    if rounds % 200 == 0:
+    if rounds % 20000 == 0:
         try:
             if os.fork():
                 os._exit(0)  # hop: the child, with a new pid, carries on
