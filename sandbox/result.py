@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict, get_args
 
-FailureKind = Literal[
+SandboxFailureKind = Literal[
     "syntax",  # the module does not parse
     "no_net",  # no `Net(nn.Module)` class
     "import",  # an import failed (missing package, bad name)
@@ -16,10 +16,30 @@ FailureKind = Literal[
     "killed",  # terminated by a signal (segfault, process limit, ...)
     "over_limit",  # trained, but over a hardware limit (sandbox/hardware.py); accuracy recorded
 ]
-FAILURE_KINDS: tuple[str, ...] = FailureKind.__args__  # type: ignore[attr-defined]
+# What a runner's report may claim (checked on the host: sandbox/evaluate.py); the same list as
+# sandbox/runner.py's, which must travel alone and cannot import it
+FAILURE_KINDS: tuple[str, ...] = get_args(SandboxFailureKind)
+# Every failure a result can carry: the sandbox's, and the search's own
+FailureKind = (
+    SandboxFailureKind
+    | Literal["no_code"]  # the LLM's reply held no Python code (set by the search, no sandbox)
+)
+
+
+class RayPlacement(TypedDict):
+    """Where a Ray task evaluated a candidate (sandbox/ray_executor.py)."""
+
+    node_id: str
+    worker_id: str
+    host: str
+    pid: int
+    gpus: str  # the GPU ids Ray gave the task, or "none"
 
 
 class EvalResult(TypedDict):
+    """One candidate's outcome, the same type from the Evaluator through the `train_candidate`
+    tool to the search's state (agent/state.py `Candidate.result`) and the archive."""
+
     status: Literal["ok", "error"]
     kind: str  # "ok" or a FailureKind
     message: str  # one line an LLM can act on
@@ -35,6 +55,10 @@ class EvalResult(TypedDict):
     backend: str
     dataset: str
     cached: bool
+    # set only by the Ray executor (sandbox/ray_executor.py):
+    executor: NotRequired[str]  # "ray"
+    lost: NotRequired[bool]  # its worker died on every try: failed, not cached
+    ray: NotRequired[RayPlacement]
 
 
 def new_result(kind: str, message: str, code_hash: str, **extra: object) -> EvalResult:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.ablate import aggregate, collect, run_argv, run_id_for, stats, write_outputs
 from agent.archive import RunArchive
+from agent.results.ablate import aggregate, collect, run_argv, run_id_for, stats, write_outputs
 from agent.run import build_parser
 from sandbox.result import new_result
 
@@ -18,8 +18,10 @@ from sandbox.result import new_result
 def test_each_variant_sets_every_switch(variant: str) -> None:
     argv = run_argv("x", variant, 2, 7, ["--train-limit", "500"])
     args = build_parser().parse_args(argv)
-    switches = ("no_history", "no_improver", "no_reference", "single_shot")
-    assert {s: getattr(args, s) for s in switches} == {s: s == variant for s in switches}
+    off = {"no_history": "memory", "no_improver": "improver", "no_reference": "reference"}
+    switches = {"memory": True, "improver": True, "reference": True, "single_shot": False}
+    expected = {s: full != (off.get(variant, variant) == s) for s, full in switches.items()}
+    assert {s: getattr(args, s) for s in switches} == expected
     assert (args.run_seed, args.seed, args.iterations, args.train_limit) == ("2", "2", "7", "500")
     assert args.final_top_k == "0"  # no final test unless asked
     asked = build_parser().parse_args(run_argv("x", variant, 0, 1, ["--final-top-k", "2"]))
@@ -83,7 +85,7 @@ def test_collect_writes_the_table_plot_and_results(tmp_path: Path) -> None:
 
 
 def test_bad_variants_and_seeds_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.ablate import main
+    from agent.results.ablate import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--variants", "full,no_memory", "--iterations", "2"])
