@@ -15,7 +15,14 @@ tiny job    Evaluator.evaluate() of a tiny net (one linear layer) on a tiny trai
 corpus      the hostile candidates (tests/candidates) through one warm pool, each followed by an
             honest one: containers started, and retired because a check failed.
 
-Medians over --jobs jobs. Figures of a run are in the docstring's last lines.
+Medians over --jobs jobs.
+
+Measured on 2026-12-02 (2-core CPU shared with other jobs, load average 13-20; mnist5k, 20 jobs
+per arm): clear 135.6 ms per job (mostly forking and ending the uid helper from a process that
+has imported torch), prove 0.6 ms per job; tiny job 0.729 s with the proof and 0.793 s without
+(the difference is the busy machine's noise: the proof itself is under a millisecond). Corpus:
+22 jobs (11 hostile, each followed by an honest one), 1 container started, 0 retired: every
+attack was cleared, and every honest job after one scored `ok`.
 """
 
 from __future__ import annotations
