@@ -14,10 +14,20 @@ Each job's process, before it runs one line of the candidate: gets a new session
 the first victim of the container's OOM killer (oom_score_adj 1000); takes rlimits on processes
 (per uid, so per job), core dumps and file size; drops to the job's own uid, which has no
 capabilities and cannot gain any (no_new_privs is set on the whole container); gets an empty
-environment and a private 0700 scratch. It then runs runner.main() as a fresh interpreter would.
-When it exits or its time is up, a helper with the job's uid kills every process of that uid in
-the container (nothing of a job survives it), the worker copies out the two result files (sizes
-capped), and a second helper deletes everything the uid owned in the scratch places.
+environment and a private out dir and scratch under names drawn at random for this job (no
+earlier job can know them, and mkdir fails rather than reuse a name that exists). It then runs
+runner.main() as a fresh interpreter would.
+
+A job may attack the ones after it, so after every job the worker kills every other process
+of the container, deletes what the job left, and proves that the container is back to its state
+after warm-up (sandbox/clearing.py). If it cannot, the outcome says `clean: false` with the
+reasons and the worker exits after reporting: the host retires the container and starts a fresh
+one for the next job. The job that just ran keeps its result: it started in a container proven
+clean.
+
+A failure to set a job up (before the candidate's first line) is reported apart from anything the
+candidate can write: through a pipe that the job process closes just before it hands over to the
+runner, so the host can treat it as an infrastructure fault, never as the candidate's result.
 
 Protocol (host side: sandbox/backends/warm.py), all through mounted directories:
   /pool/jobs/<n>/{config.json, candidate.py, request.json}   read-only here; request.json last
@@ -31,8 +41,8 @@ import errno
 import json
 import os
 import resource
+import secrets
 import select
-import shutil
 import signal
 import sys
 import time
@@ -40,9 +50,8 @@ import time
 JOBS = "/pool/jobs"
 STATUS = "/pool/status"
 DATA = "/data"
-OUT = "/outs"  # a tmpfs of the container's; each job writes /outs/<n>
-SCRATCH = "/tmp"  # a tmpfs too; each job gets /tmp/job-<n>
-SHM = "/dev/shm"
+OUT = "/outs"  # a tmpfs of the container's; each job writes /outs/<random>
+SCRATCH = "/tmp"  # a tmpfs too; each job gets /tmp/job-<random>
 LOG_TAIL_BYTES = 64 * 1024
 # name -> size cap; net.pt2 is the exported net that sandbox/verify.py measures (hardware limits)
 RESULT_FILES = {"report.json": 1 * 2**20, "predictions.json": 64 * 2**20, "net.pt2": 256 * 2**20}
@@ -53,11 +62,22 @@ POLL_S = 0.005
 # passes: the candidate cannot take it back.
 MARKER = b"[runner] importing the candidate"
 OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+CLEAR_DEADLINE_S = 10.0  # a process in uninterruptible sleep may take a moment to die
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # runner.py and clearing.py
+from clearing import (  # noqa: E402
+    baseline,
+    dirt,
+    kill_everything,
+    read_first,
+    remove_owned,
+    writable_places,
+)
 
 
 def warm_up() -> None:
     """Import what every job needs, without creating a thread or touching CUDA."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import runner  # noqa: F401  # imports torch
     import torch._dynamo  # what a lazy module or the FLOP count would import
     import torch.utils.flop_counter  # noqa: F401
@@ -65,24 +85,17 @@ def warm_up() -> None:
 
 def oom_kills() -> int:
     """How many processes the container's memory cgroup has OOM-killed so far (v2 or v1)."""
-    for path in OOM_FILES:
-        try:
-            with open(path, encoding="ascii") as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except (OSError, ValueError):
-            continue
+    for line in (read_first(OOM_FILES) or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
     return 0
 
 
-def as_job_user(uid: int, action: object, reaped: dict[int, int]) -> None:
-    """Run `action()` in a forked helper with the job's uid, and wait for it.
+def as_job_user(uid: int, action: object, deadline: float) -> None:
+    """Run `action()` in a forked helper with the job's uid; kill it at the deadline.
 
-    We are pid 1: every orphan of a job becomes our child. While the helper works we reap every
-    child that ends (a zombie still counts for kill(-1), so the helper would never see the last
-    of them otherwise) and keep each exit status in `reaped`.
+    Only called once nothing of that uid is alive, so no process can race the helper.
     """
     pid = os.fork()
     if pid == 0:
@@ -95,53 +108,14 @@ def as_job_user(uid: int, action: object, reaped: dict[int, int]) -> None:
             code = 0
         finally:
             os._exit(code)
-    while True:
-        try:
-            done, status = os.waitpid(-1, 0)
-        except ChildProcessError:
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:
+            kill_everything(deadline + 1.0)
             return
-        if done == pid:
-            return
-        reaped[done] = status
+        time.sleep(POLL_S)
 
 
-def kill_all_of_this_uid() -> None:
-    """kill(-1) reaches every process of our uid in the container's pid namespace but ourselves.
-
-    Repeated until none is left: a fork bomb may fork between two rounds.
-    """
-    for _ in range(1000):
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        time.sleep(0.002)
-
-
-def remove_owned(n: int, uid: int) -> None:
-    """Delete the job's out dir, its scratch, and anything else the uid left in tmpfs places."""
-    for root in (OUT, SCRATCH, SHM):
-        try:
-            names = os.listdir(root)
-        except OSError:
-            continue
-        for name in names:
-            path = os.path.join(root, name)
-            try:
-                if os.lstat(path).st_uid != uid:
-                    continue
-                if os.path.isdir(path) and not os.path.islink(path):
-                    for dirpath, dirnames, _ in os.walk(path):
-                        for d in dirnames:  # a candidate may have chmod'ed its dirs to 000
-                            os.chmod(os.path.join(dirpath, d), 0o700)
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    os.unlink(path)
-            except OSError:
-                continue
-
-
-def job_process(n: int, req: dict[str, object], log_fd: int) -> None:
+def job_process(req: dict[str, object], out: str, scratch: str, log_fd: int, setup_fd: int) -> None:
     """The forked child: confine itself, become the job's user, run the runner. Never returns."""
     try:
         os.dup2(log_fd, 1)
@@ -162,8 +136,7 @@ def job_process(n: int, req: dict[str, object], log_fd: int) -> None:
         os.setgid(uid)
         os.setuid(uid)
         os.umask(0o022)
-        out, scratch = f"{OUT}/{n}", f"{SCRATCH}/job-{n}"
-        os.mkdir(out, 0o755)
+        os.mkdir(out, 0o755)  # mkdir never reuses: a name that exists is an error
         os.mkdir(scratch, 0o700)
         os.chdir(scratch)
         env = {k: str(v) for k, v in dict(req["env"]).items()}  # type: ignore[call-overload]
@@ -176,26 +149,57 @@ def job_process(n: int, req: dict[str, object], log_fd: int) -> None:
         import runner
 
         # Look exactly like `python runner.py ...` to the candidate: same argv, same __main__.
-        argv = ["--job", f"{JOBS}/{n}", "--data", DATA, "--out", out]
+        argv = ["--job", f"{JOBS}/{req['n']}", "--data", DATA, "--out", out]
         sys.argv = [runner.__file__, *argv]
         sys.modules["__main__"] = runner
-        runner.main(argv)
+        os.close(setup_fd)  # set up: from here on, what fails is the run, not the worker
     except BaseException as exc:  # confinement failed: say so, never run the candidate
-        os.write(2, f"[worker] job setup failed: {type(exc).__name__}: {exc}\n".encode())
+        os.write(setup_fd, f"{type(exc).__name__}: {exc}"[:2000].encode())
+        os._exit(1)
+    try:
+        runner.main(argv)  # ends with os._exit
+    except BaseException:  # the runner itself failed (say, a full out dir): never return to serve()
+        import traceback
+
+        traceback.print_exc()
     os._exit(1)
 
 
-def run_job(n: int, req: dict[str, object]) -> dict[str, object]:
+def read_all(fd: int, into: bytearray, keep: int, marker: bytes = b"") -> bool:
+    """Append what a pipe holds now (its writers may all be gone) and keep the last bytes;
+    whether `marker` passed by in what was read."""
+    seen = False
+    os.set_blocking(fd, False)
+    try:
+        while chunk := os.read(fd, 65536):
+            into += chunk
+            seen = seen or (bool(marker) and marker in into[-(len(chunk) + len(marker)) :])
+            del into[:-keep]
+    except OSError as exc:
+        if exc.errno != errno.EAGAIN:
+            raise
+    os.close(fd)
+    return seen
+
+
+def run_job(
+    n: int, req: dict[str, object], places: list[str], base: dict[str, object]
+) -> dict[str, object]:
     uid = int(req["uid"])  # type: ignore[call-overload]
     timeout_s = float(req["timeout_s"])  # type: ignore[arg-type]
+    token = secrets.token_hex(16)  # no earlier job can know it, nor create it in advance
+    out, scratch = f"{OUT}/{token}", f"{SCRATCH}/job-{token}"
     read_fd, write_fd = os.pipe()
+    setup_read, setup_write = os.pipe()
     kills_before = oom_kills()
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        job_process(n, req, write_fd)
+        os.close(setup_read)
+        job_process({**req, "n": n}, out, scratch, write_fd, setup_write)
     os.close(write_fd)
+    os.close(setup_write)
     tail, status, timed_out, reached = bytearray(), None, False, False
     deadline = started + timeout_s
     pipe_open = True
@@ -219,43 +223,49 @@ def run_job(n: int, req: dict[str, object]) -> dict[str, object]:
         done, raw = os.waitpid(pid, os.WNOHANG)
         if done:
             status = raw
-    reaped: dict[int, int] = {}
-    as_job_user(uid, kill_all_of_this_uid, reaped)  # the child (if timed out), all it left
-    if status is None:
-        status = reaped[pid] if pid in reaped else os.waitpid(pid, 0)[1]
-    os.set_blocking(read_fd, False)
-    try:
-        while chunk := os.read(read_fd, 65536):
-            tail += chunk
-            reached = reached or MARKER in tail[-(len(chunk) + len(MARKER)) :]
-            del tail[:-LOG_TAIL_BYTES]
-    except OSError as exc:
-        if exc.errno != errno.EAGAIN:
-            raise
-    os.close(read_fd)
     seconds = time.monotonic() - started
-    exit_code = os.waitstatus_to_exitcode(status)
-    killed_by_oom = exit_code == -signal.SIGKILL and not timed_out and oom_kills() > kills_before
-    collect(n)
-    as_job_user(uid, lambda: remove_owned(n, uid), reaped)
+    # Clear: nothing of the job may run on (the child too, if it timed out), then its files.
+    clear_started = time.monotonic()
+    reaped = kill_everything(clear_started + CLEAR_DEADLINE_S)
+    if status is None:
+        status = reaped.get(pid)
+    reached = read_all(read_fd, tail, LOG_TAIL_BYTES, MARKER) or reached
+    setup_failure = bytearray()
+    read_all(setup_read, setup_failure, 4000)
+    killed_by_oom = oom_kills() > kills_before and not timed_out
+    collect(n, out)
+    as_job_user(uid, lambda: remove_owned(uid, places), clear_started + CLEAR_DEADLINE_S)
+    cleared = time.monotonic()
+    try:
+        found = dirt(places, base) if req.get("prove_clean", True) else []
+    except OSError as exc:  # a place we cannot even look at is not a clean one
+        found = [f"could not check: {exc}"]
+    exit_code = None if timed_out or status is None else os.waitstatus_to_exitcode(status)
     return {
-        "exit_code": None if timed_out else exit_code,
+        "exit_code": exit_code,
         "timed_out": timed_out,
-        "oom_killed": killed_by_oom,
+        "oom_killed": killed_by_oom and exit_code == -signal.SIGKILL,
         "log_tail": tail.decode("utf-8", errors="replace"),
         "seconds": seconds,
         "reached_candidate": reached,
+        "setup_failed": setup_failure.decode("utf-8", errors="replace") or None,
+        "clean": not found,
+        "dirt": found,
+        "clear_s": cleared - clear_started,
+        "prove_s": time.monotonic() - cleared,
     }
 
 
-def collect(n: int) -> None:
-    """Copy the job's result files, if present and not oversized, where only we can write."""
+def collect(n: int, out: str) -> None:
+    """Copy the job's result files, if present and not oversized, where only we can write.
+
+    Nothing of the job runs any more, so the files cannot change under us.
+    """
     dest = f"{STATUS}/{n}"
     os.makedirs(dest, exist_ok=True)
     for name, cap in RESULT_FILES.items():
-        src = f"{OUT}/{n}/{name}"
         try:
-            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(f"{out}/{name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             continue
         try:
@@ -276,8 +286,12 @@ def write_atomic(path: str, data: bytes) -> None:
 
 def serve() -> None:
     warm_up()
-    write_atomic(f"{STATUS}/ready", b"{}")
-    print("[worker] warm", file=sys.stderr, flush=True)
+    places = writable_places()
+    base = baseline(places)
+    write_atomic(f"{STATUS}/ready", json.dumps({"places": places, "baseline": base}).encode())
+    print(
+        f"[worker] warm; cleared after every job: {', '.join(places)}", file=sys.stderr, flush=True
+    )
     done: set[str] = set()
     while True:
         for name in sorted(os.listdir(JOBS)):
@@ -286,8 +300,12 @@ def serve() -> None:
             done.add(name)
             with open(f"{JOBS}/{name}/request.json", encoding="utf-8") as f:
                 req = json.load(f)
-            outcome = run_job(int(name), req)
+            outcome = run_job(int(name), req, places, base)
             write_atomic(f"{STATUS}/{name}/outcome.json", json.dumps(outcome).encode())
+            if not outcome["clean"]:
+                # Not provably clean: serve no further job. The host starts a fresh container.
+                print(f"[worker] not clean after job {name}: {outcome['dirt']}", file=sys.stderr)
+                sys.exit(3)
         time.sleep(POLL_S)
 
 

@@ -6,7 +6,11 @@ module or the FLOP count). On a GPU that is about as long as the one-epoch evalu
 Here the container and sandbox/worker.py inside it stay up; each job is a fork of a process that
 has already imported all of that, confined before the candidate runs (its own uid without
 capabilities, its own session, rlimits, an empty environment, a private scratch; see
-sandbox/worker.py), and every process of that uid is killed when the job ends.
+sandbox/worker.py). After every job the worker kills every other process in the container,
+deletes what the job left and proves the container is back to its state after warm-up
+(processes, files in every writable place, SysV IPC, memory; sandbox/clearing.py). A container
+that cannot prove it is retired and a fresh one takes the next job, said in the log: a job's
+result never depends on the jobs before it.
 
 The container is closed like the per-job one (no network, read-only root, data read-only, tmpfs
 scratch, memory with no swap, a pid limit, no-new-privileges, the job's GPUs only, an
@@ -16,6 +20,10 @@ it afterwards. Jobs reach it through a pool directory on the host: `jobs/` (read
 `status/` (written only by the worker's root; a job's uid cannot write there, so a candidate
 cannot forge its own outcome). Nothing from the job's out dir crosses over but two result files,
 size-capped, which the host then scores as always.
+
+A job whose own setup failed inside the worker (before the candidate's first line) is an
+infrastructure fault, never the candidate's result: it is retried once in a fresh container, and
+raises InfrastructureFault if it fails there too.
 
 Memory: the container's limit is the job's limit plus WORKER_MEMORY_MB for the worker itself;
 every job volunteers as the OOM killer's first victim, so an OOM ends the job, not the worker. A
@@ -51,12 +59,14 @@ from sandbox.backends.docker import (
     owner_label,
 )
 from sandbox.backends.workdir import make_job_dir
+from sandbox.faults import InfrastructureFault
 from sandbox.image import DEFAULT_TAG
 
 log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).resolve().parents[1] / "worker.py"
 RUNNER = Path(__file__).resolve().parents[1] / "runner.py"
+CLEARING = Path(__file__).resolve().parents[1] / "clearing.py"
 WARM_DIR_KIND = "warm-"  # in the pool dir's name: nasloop-job-<pid>-<start>-warm-<random>
 WARM_LABEL = "nasloop.warm"  # on every warm container, besides the per-job container's labels
 # Each pool draws its job uids from [base, base + 1000) with a random base at or above this.
@@ -81,6 +91,10 @@ class PoolKey:
     pids: int
     scratch_mb: int
     gpus: tuple[str, ...]
+
+
+class _SetupFailed(Exception):
+    """The worker could not set a job up; the candidate never ran (the message says why)."""
 
 
 class WarmPool:
@@ -108,9 +122,18 @@ class WarmPool:
 class WarmDockerBackend(DockerBackend):
     name = "docker-warm"
 
-    def __init__(self, image: str = DEFAULT_TAG, client: Any = None) -> None:
+    def __init__(
+        self, image: str = DEFAULT_TAG, client: Any = None, prove_clean: bool = True
+    ) -> None:
         super().__init__(image=image, client=client)
         self._pool: WarmPool | None = None
+        # False only to measure what the proof costs (bench/warm_clean.py): the worker still
+        # kills and deletes everything after a job, but skips checking that it has.
+        self.prove_clean = prove_clean
+        self.started = 0  # containers started, and of them retired as not provably clean
+        self.retired = 0
+        self.clear_seconds: list[float] = []  # per job: killing and deleting what it left
+        self.prove_seconds: list[float] = []  # per job: checking the container is clean
         atexit.register(self.close)
 
     # --- the pool ------------------------------------------------------------------------------
@@ -162,7 +185,7 @@ class WarmDockerBackend(DockerBackend):
         root.chmod(0o755)
         for sub in ("jobs", "status", "runtime"):
             (root / sub).chmod(0o755)  # root-owned: a job's uid reads, never writes
-        for source in (WORKER, RUNNER):
+        for source in (WORKER, RUNNER, CLEARING):
             shutil.copyfile(source, root / "runtime" / source.name)
             (root / "runtime" / source.name).chmod(0o644)
         scratch = f"rw,nosuid,nodev,size={key.scratch_mb}m,mode=1777"
@@ -211,6 +234,7 @@ class WarmDockerBackend(DockerBackend):
         uid_base = random.randrange(WARM_UID_MIN, 2**30, 1000)
         pool = WarmPool(key, container, root, uid_base, self._worker_environment(key, image_env))
         self._pool = pool
+        self.started += 1
         self._await_ready(pool)
         return pool
 
@@ -239,6 +263,21 @@ class WarmDockerBackend(DockerBackend):
             if not d.is_dir():
                 raise FileNotFoundError(f"job input directory missing: {d}")
         job.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._run_once(job)
+        except _SetupFailed as first:
+            # The candidate never ran. A fresh container rules out anything this one kept.
+            log.warning("warm sandbox: job setup failed (%s); retrying in a fresh container", first)
+            try:
+                return self._run_once(job)
+            except _SetupFailed as again:
+                raise InfrastructureFault(
+                    f"the warm sandbox worker could not set up a job, twice ({again})",
+                    "check the sandbox image and the Docker engine (`docker info`), or set "
+                    "NASLOOP_WARM_WORKER=false to use one container per candidate",
+                ) from again
+
+    def _run_once(self, job: Job) -> RunOutcome:
         pool = self._pool_for(job)
         n = pool.next_job
         pool.next_job += 1
@@ -248,6 +287,7 @@ class WarmDockerBackend(DockerBackend):
             "pids": job.limits.pids,
             "fsize_bytes": FSIZE_BYTES,
             "env": {k: v for k, v in pool.env.items() if k not in ("HOME", "TMPDIR")},
+            "prove_clean": self.prove_clean,
         }
         job_in = pool.jobs / str(n)
         job_in.mkdir()
@@ -287,6 +327,9 @@ class WarmDockerBackend(DockerBackend):
             if source.is_file():
                 with contextlib.suppress(OSError):  # the out dir's bound: as if never written
                     shutil.copyfile(source, job.out_dir / name)
+        self._retire_unless_clean(pool, n, outcome)
+        if outcome.get("setup_failed"):
+            raise _SetupFailed(" ".join(str(outcome["setup_failed"]).split())[:300])
         exit_code = outcome["exit_code"]
         return RunOutcome(
             exit_code=exit_code if isinstance(exit_code, int) else None,
@@ -296,6 +339,23 @@ class WarmDockerBackend(DockerBackend):
             seconds=float(outcome["seconds"]),
             reached_candidate=outcome.get("reached_candidate") is True,
         )
+
+    def _retire_unless_clean(self, pool: WarmPool, n: int, outcome: dict[str, Any]) -> None:
+        """After every job: keep the container only if the worker proved it clean."""
+        self.clear_seconds.append(float(outcome.get("clear_s", 0.0)))
+        self.prove_seconds.append(float(outcome.get("prove_s", 0.0)))
+        if outcome.get("clean") is True and not outcome.get("setup_failed"):
+            return
+        reasons = "; ".join(str(d) for d in outcome.get("dirt") or []) or "job setup failed"
+        log.warning(
+            "warm sandbox: retiring container %s after job %d, not provably clean (%s); "
+            "a fresh container takes the next job",
+            pool.container.name,
+            n,
+            reasons[:500],
+        )
+        self.retired += 1
+        self.close()  # the worker has exited already; its pool dir goes with it
 
     def _worker_died(self, pool: WarmPool, started: float) -> RunOutcome:
         """The worker itself ended mid-job: an OOM despite the job going first is the job's;

@@ -31,7 +31,9 @@ class ScriptedBackend:
 
     def run(self, job: Job) -> RunOutcome:
         self.jobs += 1
-        return RunOutcome(self.exit_code, False, False, self.tail, 1.0, reached_candidate=self.reached)
+        return RunOutcome(
+            self.exit_code, False, False, self.tail, 1.0, reached_candidate=self.reached
+        )
 
 
 class BrokenBackend:
