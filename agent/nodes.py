@@ -26,6 +26,7 @@ from langgraph.types import Command, Send
 from agent.archive import RunArchive
 from agent.extract import extract_code, parse_improvement
 from agent.llm import ask, make_chat
+from agent.observe import generator_called, improver_called, stage, worker_of
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,
@@ -96,16 +97,19 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     """
     settings = context(runtime)
     single = settings.single_shot  # the baseline: the task alone, every time
+    best_shown = None if settings.no_reference or single else state.get("best")
+    last_shown = None if single else state.get("last")
     messages = generator_messages(
         state["task"],
-        best=None if settings.no_reference or single else state.get("best"),
-        last=None if single else state.get("last"),
+        best=best_shown,
+        last=last_shown,
         suggestion="" if settings.no_improver or single else state.get("suggestion", ""),
         window=[] if settings.no_history or single else state["window"],
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
-    started = time.monotonic()
     branch = state.get("branch")
+    stage("generating", state["iteration"], branch)
+    started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
         chat_for("generator", settings if branch is None else branch_settings(settings, branch)),
@@ -114,11 +118,19 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
     )
-    update = {
-        "code": extract_code(reply.text),
-        "gen_tokens": reply.tokens,
-        "gen_seconds": time.monotonic() - started,
-    }
+    code, seconds = extract_code(reply.text), time.monotonic() - started
+    generator_called(
+        run_archive(settings, state["run_id"]).run_dir,
+        iteration=state["iteration"],
+        attempt=0,
+        messages=messages,
+        reply=reply,
+        seconds=seconds,
+        code=code,
+        best_shown=best_shown,
+        last_shown=last_shown,
+    )
+    update = {"code": code, "gen_tokens": reply.tokens, "gen_seconds": seconds}
     if branch is None:
         return Command(update=update, goto="train")
     return Command(goto=Send("train", {**state, **update}))
@@ -145,6 +157,7 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             new_result(NO_CODE, "the reply contained no Python code block", code_hash(""))
         )
     else:
+        stage("training", iteration, state.get("branch"))
         executor = executor_for(
             settings, evaluator_for(settings), settings.executor, settings.ray_retries
         )
@@ -179,6 +192,7 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             "val_accuracy": result.get("val_accuracy"),
             "best_val_accuracy": best_acc,
             "ok": ok_count,  # in a round: before this round, plus this one
+            "worker": worker_of(state.get("branch")),
             "message": result["message"][:ERROR_CHARS],
         }
     )
@@ -231,23 +245,37 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     reason = stop_reason(state, settings)
     advice: Pending | None = None
     tokens = 0
+    archive = run_archive(settings, state["run_id"])
+    read = batch[-1][0]["iteration"]  # the Improver's call belongs to the result it read
+    # also the live view's cue that every candidate up to `read` is in (a round is joined)
+    stage("advising", read, ok=state.get("ok_count", 0), best_val_accuracy=best_acc)
     if reason is None and not (settings.no_improver or settings.single_shot):
+        messages = improver_messages(
+            state["task"],
+            last=last,
+            best=best,
+            window=[] if settings.no_history else window,
+            round_candidates=[candidate for candidate, _ in batch],
+        )
+        started = time.monotonic()
         reply = ask(
             chat_for("improver", settings),
-            improver_messages(
-                state["task"],
-                last=last,
-                best=best,
-                window=[] if settings.no_history else window,
-                round_candidates=[candidate for candidate, _ in batch],
-            ),
+            messages,
             role="improver",
-            seed=settings.run_seed + batch[-1][0]["iteration"],
+            seed=settings.run_seed + read,
             retries=settings.llm_retries,
         )
         tokens = reply.tokens
-        advice = _advice(parse_improvement(reply.text), last)
-    archive = run_archive(settings, state["run_id"])
+        parsed = parse_improvement(reply.text)
+        improver_called(
+            archive.run_dir,
+            iteration=read,
+            messages=messages,
+            reply=reply,
+            seconds=time.monotonic() - started,
+            advice=parsed,
+        )
+        advice = _advice(parsed, last)
     for n, (candidate, _) in enumerate(batch):
         archive.record_improvement(
             candidate["iteration"],

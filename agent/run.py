@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from agent.archive import RunArchive
 from agent.llm import LLMUnavailable, preflight
 from agent.lock import RunBusy, RunLock
+from agent.progress import progress_view
 from agent.serve import (
     ModelChoice,
     ServerError,
@@ -155,19 +156,6 @@ def save_settings(settings: Settings, run_dir: Path) -> None:
     (run_dir / SETTINGS_FILE).write_text(json.dumps(data, indent=2, default=str))
 
 
-def progress_line(event: dict[str, Any]) -> str:
-    acc, best = event.get("val_accuracy"), event.get("best_val_accuracy")
-    done = event["iteration"] + 1
-    trained = acc is not None and event["kind"] == "ok"  # over_limit has an accuracy, too
-    outcome = f"ok {acc:.4f}" if trained else f"{event['kind']}: {event['message'][:60]}"
-    best_text = f"{best:.4f}" if best is not None else "-"
-    rate = event["ok"] / done
-    return (
-        f"[{done}/{event['iterations']}] best {best_text} | success {event['ok']}/{done} "
-        f"({rate:.0%}) | last {outcome}"
-    )
-
-
 def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict[str, Any]:
     run_dir = settings.runs_dir / run_id
     if not resuming:
@@ -187,15 +175,18 @@ def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict
                 return summarise(settings, run_id, snapshot.values)
             graph.update_state(config, {"stop_reason": None}, as_node="improve")
             start = None
-        for event in graph.stream(
-            start,
-            config,
-            context=settings,
-            stream_mode="custom",
-            durability="sync",
-        ):
-            if not quiet and isinstance(event, dict) and event.get("event") == "candidate":
-                print(progress_line(event), file=sys.stderr, flush=True)
+        view = progress_view(settings.iterations, dict(snapshot.values or {}), quiet)
+        try:
+            for event in graph.stream(
+                start,
+                config,
+                context=settings,
+                stream_mode="custom",
+                durability="sync",
+            ):
+                view.event(event)
+        finally:
+            view.close()
         final = graph.get_state(config).values
     return summarise(settings, run_id, final)
 
