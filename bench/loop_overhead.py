@@ -30,8 +30,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 import agent.nodes as nodes
+from agent.graph import build_graph
 from agent.settings import Settings
-from graphs.nas import build_graph
 from sandbox.result import new_result
 
 BUDGET_MS = 50.0

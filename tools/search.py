@@ -15,8 +15,6 @@ A run that stops half way returns `{"error": ..., "run_id": ...}`: it is saved a
 
 from __future__ import annotations
 
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +44,13 @@ class SearchRequest(BaseModel):
     )
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-
-
 @tool("search_architectures", args_schema=SearchRequest, description=DESCRIPTION)
 def search_architectures(dataset: str, iterations: int, constraints: str = "") -> dict[str, Any]:
     # The one place where `tools` reaches into `agent` (DESIGN lets tools import only `sandbox`):
     # this tool *is* the whole search. The import is lazy so that `tools` stays importable, and
     # `train_candidate` usable, without the graph's dependencies.
     from agent.llm import LLMUnavailable
-    from agent.run import BAD_INPUT, preflight_all, search
+    from agent.search import BAD_INPUT, new_run_id, preflight_all, search
     from agent.settings import load_settings
     from sandbox.backends.base import BackendUnavailable
 

@@ -27,7 +27,7 @@ import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.archive import RunArchive
-from graphs.nas import build_graph
+from agent.graph import build_graph
 from tests.integration.agent_cli import agent_env, agent_run
 
 pytestmark = pytest.mark.docker

@@ -34,9 +34,10 @@ from pydantic import SecretStr
 
 from agent.archive import RunArchive
 from agent.extract import parse_improvement
-from agent.llama_build import ensure_llama_server
 from agent.llm import ask, make_chat
-from agent.serve import EmbeddedServer, free_port, packaged_model
+from agent.llm_server.build import ensure_llama_server
+from agent.llm_server.models import packaged_model
+from agent.llm_server.server import EmbeddedServer, free_port
 from agent.settings import RoleConfig
 from sandbox.backends.docker import OWNER_LABEL
 from tests.integration.agent_cli import agent_env, agent_run

@@ -11,7 +11,7 @@ import pytest
 import agent.final_test
 import agent.report
 from agent.archive import RunArchive
-from agent.run import finish
+from agent.search import finish
 from agent.settings import Settings
 from tests.unit.test_report import write_archive
 

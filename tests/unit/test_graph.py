@@ -20,8 +20,8 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 import agent.nodes as nodes
+from agent.graph import build_graph
 from agent.settings import Settings
-from graphs.nas import build_graph
 from sandbox.result import new_result
 
 # (kind, accuracy) per iteration: every failure kind, improvements and non-improvements

@@ -20,8 +20,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 import agent.nodes as nodes
+from agent.graph import build_graph
 from agent.settings import Settings
-from graphs.nas import build_graph
 from sandbox.settings import SettingsError
 from tests.unit.test_graph import SCRIPT, ScriptedEvaluator, generator_reply
 

@@ -14,7 +14,7 @@ import pytest
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ValidationError
 
-import agent.run
+import agent.search
 from agent.llm import LLMUnavailable
 from agent.settings import Settings
 from tests.fakes import FakeOpenAIServer
@@ -84,8 +84,8 @@ def fake_search(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Any]:
             "best_code_path": str(best),
         }
 
-    monkeypatch.setattr(agent.run, "preflight_all", lambda settings: None)
-    monkeypatch.setattr(agent.run, "search", search)
+    monkeypatch.setattr(agent.search, "preflight_all", lambda settings: None)
+    monkeypatch.setattr(agent.search, "search", search)
     return calls
 
 

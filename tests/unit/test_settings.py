@@ -56,7 +56,7 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_setting_is_documented_in_env_example() -> None:
     from pathlib import Path
 
-    from agent.serve import EmbeddedSettings
+    from agent.llm_server.settings import EmbeddedSettings
     from agent.settings import Settings
 
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()

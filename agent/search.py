@@ -1,0 +1,205 @@
+"""One whole search: settings resolved (a resumed run keeps its own), the embedded LLM server when
+none is configured, every preflight, the graph run with a SQLite checkpointer, the summary, and
+the end-of-run steps (final test, export, report).
+
+The CLI (`python -m agent.run`, agent/run.py) and the `search_architectures` tool
+(tools/search.py) both drive a search through this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.sqlite import SqliteSaver
+from pydantic import SecretStr
+
+from agent.archive import RunArchive
+from agent.graph import build_graph
+from agent.llm import LLMUnavailable, preflight
+from agent.llm_server.models import ModelChoice, embedded_default_model
+from agent.llm_server.server import answers, server_for
+from agent.llm_server.settings import ServerError, embedded_settings
+from agent.progress import progress_view
+from agent.settings import Settings, load_settings
+from sandbox.backends.base import BackendUnavailable
+from sandbox.data import DatasetUnavailable, UnknownDataset
+from sandbox.settings import SettingsError
+from tools.train_candidate import evaluator_for, executor_for
+
+BAD_INPUT = (
+    SettingsError,
+    UnknownDataset,
+    DatasetUnavailable,
+    BackendUnavailable,
+    LLMUnavailable,
+    ServerError,
+)
+SETTINGS_FILE = "settings.json"
+EMBEDDED_FILE = "embedded_llm.json"  # in a run dir: the run uses the embedded server, this model
+
+
+def new_run_id() -> str:
+    """A fresh run id: sortable by start time, unique by its random tail."""
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def resolve(flags: dict[str, Any], run_id: str | None) -> tuple[Settings, str, bool]:
+    """Settings, run id, and whether this resumes a run: a resumed run keeps its own settings,
+    and only `flags` (settings given now) override them."""
+    settings = load_settings(**flags)
+    run_id = run_id or new_run_id()
+    saved = settings.runs_dir / run_id / SETTINGS_FILE
+    if not saved.is_file():
+        return settings, run_id, False
+    stored = json.loads(saved.read_text())
+    return load_settings(**{**stored, **flags}), run_id, True
+
+
+def embedded_llm(
+    flags: dict[str, Any],
+    settings: Settings,
+    run_id: str,
+    resuming: bool,
+    stack: contextlib.ExitStack,
+) -> tuple[Settings, ModelChoice | None]:
+    """Start the embedded llama.cpp server (agent/llm_server) when the user configured no LLM server
+    and none answers on the local default port; `stack` stops it. Both roles then use it.
+
+    "Configured" means NASLOOP_GENERATOR_BASE_URL set now (flag, environment or .env). A resumed
+    run does the same if it started on the embedded server, with the model it started with.
+    """
+    if "generator_base_url" in load_settings(**flags).model_fields_set:
+        return settings, None
+    marker = settings.runs_dir / run_id / EMBEDDED_FILE
+    if resuming and not marker.is_file():
+        return settings, None  # it ran against a configured server: keep that one
+    embedded = embedded_settings()
+    url = embedded.local_url()
+    if answers(url):  # e.g. `python -m agent.serve` in another terminal
+        return settings.model_copy(update={"generator_base_url": url}), None
+    stored = json.loads(marker.read_text()).get("model") if marker.is_file() else None
+    if stored and not embedded.model:
+        choice = ModelChoice(stored, "the model this run started with")
+    else:
+        choice = embedded_default_model(embedded)
+    print(
+        f"nasloop: no LLM server configured (NASLOOP_GENERATOR_BASE_URL) and none answers at "
+        f"{url}: starting an embedded llama.cpp server with {choice.spec} ({choice.why})",
+        file=sys.stderr,
+        flush=True,
+    )
+    server = stack.enter_context(server_for(choice, embedded))
+    update: dict[str, Any] = {"generator_base_url": server.base_url}
+    if "generator_model" not in settings.model_fields_set:
+        update["generator_model"] = server.alias
+    return settings.model_copy(update=update), choice
+
+
+def preflight_all(settings: Settings) -> None:
+    """Raise one of BAD_INPUT, with a message that names the fix, before anything is written."""
+    preflight("generator", settings.role("generator"))
+    if not (settings.no_improver or settings.single_shot):
+        preflight("improver", settings.role("improver"))
+    evaluator = evaluator_for(settings)  # prepares the dataset, picks and checks the sandbox
+    # connects to the Ray cluster, if one is asked for (here: in the main thread, once)
+    executor_for(settings, evaluator, settings.executor, settings.ray_retries).check()
+
+
+def save_settings(settings: Settings, run_dir: Path) -> None:
+    data = settings.model_dump(mode="json")
+    for key, value in settings:
+        if isinstance(value, SecretStr):
+            del data[key]  # keys stay in the environment, never in the run directory
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / SETTINGS_FILE).write_text(json.dumps(data, indent=2, default=str))
+
+
+def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict[str, Any]:
+    run_dir = settings.runs_dir / run_id
+    if not resuming:
+        save_settings(settings, run_dir)
+    config = RunnableConfig(
+        configurable={"thread_id": run_id}, recursion_limit=4 * settings.iterations + 20
+    )
+    if settings.parallel > 1:  # every branch of a round in flight at once, and LangGraph's own
+        config["max_concurrency"] = settings.parallel + 4  # background work (stream, checkpoints)
+    with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
+        graph = build_graph(checkpointer=saver)
+        snapshot = graph.get_state(config)
+        start: dict[str, Any] | None = None if snapshot.next else {"run_id": run_id}
+        if snapshot.values and not snapshot.next:
+            # a finished run: continue only if the budget was raised since
+            if snapshot.values.get("iteration", 0) >= settings.iterations:
+                return summarise(settings, run_id, snapshot.values)
+            graph.update_state(config, {"stop_reason": None}, as_node="improve")
+            start = None
+        view = progress_view(settings.iterations, dict(snapshot.values or {}), quiet)
+        try:
+            for event in graph.stream(
+                start,
+                config,
+                context=settings,
+                stream_mode="custom",
+                durability="sync",
+            ):
+                view.event(event)
+        finally:
+            view.close()
+        final = graph.get_state(config).values
+    return summarise(settings, run_id, final)
+
+
+def summarise(settings: Settings, run_id: str, state: dict[str, Any]) -> dict[str, Any]:
+    summary = RunArchive(settings.runs_dir / run_id).summary()
+    return {
+        "run_id": run_id,
+        "run_dir": str(settings.runs_dir / run_id),
+        "dataset": state.get("task", {}).get("dataset", settings.dataset),
+        "stop_reason": state.get("stop_reason"),
+        **summary,
+    }
+
+
+def finish(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The end of a run: final test, export, report, in that order (the report shows the other
+    two). A step that fails says so in one line and the next still runs; the search's archive is
+    only ever read here, and each step can be redone alone (`python -m agent.final_test RUN_ID`,
+    `agent.export`, `agent.report`)."""
+    from agent.export import export_run
+    from agent.final_test import run_final_test
+    from agent.report import write_report
+
+    run_dir = settings.runs_dir / run_id
+
+    def attempt(step: str, module: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except Exception as exc:
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            print(
+                f"nasloop: {step} failed ({reason}); the search's archive is intact, "
+                f"retry with `python -m {module} {run_id}`",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+
+    final = None
+    if settings.final_top_k > 0:
+        final = attempt("final test", "agent.final_test", lambda: run_final_test(settings, run_id))
+    exported = attempt("export", "agent.export", lambda: export_run(run_dir))
+    report = attempt("report", "agent.report", lambda: write_report(run_dir))
+    keys = ("rank", "iteration", "val_accuracy", "test_accuracy", "epochs", "kind")
+    return {
+        "final_test": [{k: r[k] for k in keys} for r in final or []],
+        "export_dir": str(exported) if exported else None,
+        "report_dir": str(report) if report else None,
+    }
