@@ -128,7 +128,7 @@ class CallLog:
         seconds: float,
         extracted: Extracted,
     ) -> None:
-        bounded = {k: clip(v) for k, v in extracted.items()}
+        bounded = {k: clip(str(v)) for k, v in extracted.items()}
         row = (
             iteration,
             attempt,
@@ -157,7 +157,7 @@ class CallLog:
         with self._connect() as db:
             rows = list(
                 db.execute(
-                    f"SELECT * FROM calls {where} ORDER BY iteration, attempt, role",  # noqa: S608
+                    f"SELECT * FROM calls {where} ORDER BY iteration, attempt, role",
                     args,
                 )
             )

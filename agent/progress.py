@@ -90,7 +90,9 @@ def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "--:--"
     s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
 
 
 def candidate_line(event: dict[str, Any], tally: Tally) -> str:

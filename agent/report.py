@@ -12,6 +12,9 @@ Also written at the end of every `python -m agent.run`. Everything goes to
     accuracy.png      validation accuracy per iteration, the best-so-far curve, failures by kind
     success_rate.png  share of candidates that trained, cumulative and over the last 10
     pareto.png        accuracy vs. parameters (and vs. latency when measured), front and limits
+    lineage.png       the candidates' family tree, best path highlighted, failures by kind
+                      (agent/results/lineage_plot.py); "why candidates failed" in report.md
+                      comes from agent/results/failures.py
 
 Definitions (each one is recomputed by tests/unit/test_report.py from the archive):
 - success rate: candidates whose status is ok / all candidates (over_limit is not a success).
@@ -36,6 +39,9 @@ from typing import Any
 
 from agent.archive import RunArchive
 from agent.final_test import load_results
+from agent.lineage import read_parents
+from agent.results.failures import failure_analysis, failures_markdown
+from agent.results.lineage_plot import lineage_graph, plot_lineage
 
 REPORT_DIR = "report"
 TOP_K = 5
@@ -394,6 +400,14 @@ def markdown(summary: dict[str, Any], exported: bool = False) -> str:
         _table(["kind", "count"], [[k, str(v)] for k, v in s["failures"].items()])
         if s["failures"]
         else "None.",
+    ]
+    if "why_failed" in s:
+        parts += [
+            "### Why candidates failed",
+            failures_markdown(s["why_failed"]),
+            "![candidate lineage](lineage.png)",
+        ]
+    parts += [
         f"### Top {TOP_K} by validation accuracy",
         _table(
             ["iteration", "val accuracy", "params", "FLOPs", "train s", "latency ms"],
@@ -490,8 +504,17 @@ def write_report(run_dir: Path) -> Path:
     settings_file = run_dir / "settings.json"
     settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
     summary = summarise(rows, load_results(run_dir), settings, run_dir.name)
+    parents = read_parents(run_dir)
+
+    def code_of(row: dict[str, Any]) -> str | None:
+        path = run_dir / row["code_path"] if row["code_path"] else None
+        return path.read_text(encoding="utf-8") if path and path.is_file() else None
+
+    summary["why_failed"] = failure_analysis(rows, parents, code_of)
+    summary["lineage"] = lineage = lineage_graph(rows, parents)
     out = run_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
+    plot_lineage(lineage, out / "lineage.png", f"{run_dir.name}: candidate lineage")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_accuracy(rows, summary, out / "accuracy.png")
     plot_success_rate(rows, out / "success_rate.png")
