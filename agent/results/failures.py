@@ -151,11 +151,13 @@ def failures_markdown(analysis: dict[str, Any]) -> str:
         )
     parts = ["\n".join(lines)]
     streak = analysis["longest_streak"]
-    if streak:
+    if streak and streak["length"] > 1:
         parts.append(
             f"Longest streak of identical failures: {streak['length']} times {streak['kind']} "
             f"(iterations {streak['first']}-{streak['last']}): {_cell(streak['message'], 120)}"
         )
+    else:
+        parts.append("No failure repeated identically in a row.")
     dups = analysis["duplicates"]
     if dups:
         listed = ", ".join(f"#{d['iteration']} = #{d['same_as']}" for d in dups[:20])
