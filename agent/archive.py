@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ class RunArchive:
         self,
         iteration: int,
         code: str | None,
-        result: dict[str, Any],
+        result: Mapping[str, Any],
         gen_tokens: int = 0,
         gen_seconds: float | None = None,
     ) -> None:

@@ -23,8 +23,9 @@ from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
+from agent.advice_reader import parse_improvement
 from agent.archive import RunArchive
-from agent.extract import extract_code, parse_improvement
+from agent.code_reader import extract_code
 from agent.llm import ask, make_chat
 from agent.observe import generator_called, improver_called, stage, worker_of
 from agent.prompts import (
@@ -36,12 +37,21 @@ from agent.prompts import (
     outcome_text,
 )
 from agent.settings import Role, Settings
-from agent.state import Branch, Candidate, Pending, State, TaskInfo, Triple, WindowUpdate
+from agent.state import (
+    Branch,
+    Candidate,
+    Pending,
+    State,
+    Tally,
+    Triple,
+    WindowUpdate,
+    best_accuracy,
+    tally,
+)
 from sandbox.code import code_hash
-from sandbox.result import new_result
-from tools.train_candidate import evaluator_for, executor_for, make_train_candidate
+from sandbox.result import EvalResult, new_result
+from tools.train_candidate import task_for, train_candidate_for
 
-NO_CODE = "no_code"
 TEMPERATURE_SPREAD = 0.2  # a parallel round's Generator temperatures span base ± this
 # What a parallel branch's prompt and progress event need from the state (its Send payload)
 BRANCH_KEYS = ("run_id", "task", "best", "last", "suggestion", "window", "ok_count")
@@ -78,14 +88,13 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     settings = context(runtime)
     thread = (get_config().get("configurable") or {}).get("thread_id")
     run_id = state.get("run_id") or thread or uuid.uuid4().hex[:12]
-    dataset = evaluator_for(settings).dataset
-    task = TaskInfo(
-        dataset=dataset.name,
-        input_shape=list(dataset.input_shape),
-        num_classes=dataset.num_classes,
-        n_train=settings.train_limit or dataset.n_train,
-    )
-    update = {"run_id": run_id, "task": task, "iteration": 0, "window": [], "ok_count": 0}
+    update = {
+        "run_id": run_id,
+        "task": task_for(settings),
+        "iteration": 0,
+        "window": [],
+        "ok_count": 0,
+    }
     return {**update, **_round_size(cast(State, update), settings)}
 
 
@@ -152,37 +161,24 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     """
     settings = context(runtime)
     iteration, code = state["iteration"], state.get("code")
+    result: EvalResult
     if code is None:
-        result: dict[str, Any] = dict(
-            new_result(NO_CODE, "the reply contained no Python code block", code_hash(""))
-        )
+        result = new_result("no_code", "the reply contained no Python code block", code_hash(""))
     else:
         stage("training", iteration, state.get("branch"))
-        executor = executor_for(
-            settings, evaluator_for(settings), settings.executor, settings.ray_retries
-        )
-        result = make_train_candidate(executor).invoke({"code": code})
+        result = train_candidate_for(settings).invoke({"code": code})
     run_archive(settings, state["run_id"]).record_candidate(
         iteration, code, result, state.get("gen_tokens", 0), state.get("gen_seconds")
     )
     candidate = Candidate(iteration=iteration, code=code or "", result=result)
-    best = state.get("best")
-    in_round = state.get("branch") is not None
-    update: dict[str, Any] = (
-        {"round": [candidate]}
-        if in_round
-        else {"last": candidate, "iteration": iteration + 1, "code": None}
-    )
-    ok_count = state.get("ok_count", 0)
-    if result["status"] == "ok":
-        ok_count += 1
-        if best is None or result["val_accuracy"] > best["result"]["val_accuracy"]:
-            best = candidate
-            if not in_round:
-                update["best"] = best
-        if not in_round:
-            update["ok_count"] = ok_count
-    best_acc = best["result"]["val_accuracy"] if best else None
+    counted = tally(Tally(best=state.get("best"), ok_count=state.get("ok_count", 0)), candidate)
+    update: dict[str, Any]
+    if state.get("branch") is not None:  # a round's branch: `improve` joins the round
+        update = {"round": [candidate]}
+    else:
+        update = {"last": candidate, "iteration": iteration + 1, "code": None, **counted}
+    best_acc = best_accuracy(counted["best"])
+    ok_count = counted["ok_count"]
     get_stream_writer()(
         {
             "event": "candidate",
@@ -200,9 +196,9 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
 
 
 def stop_reason(state: State, settings: Settings) -> str | None:
-    best = state.get("best")
+    best = best_accuracy(state.get("best"))
     target = settings.target_accuracy
-    if target is not None and best is not None and best["result"]["val_accuracy"] >= target:
+    if target is not None and best is not None and best >= target:
         return "target"
     if state["iteration"] >= settings.iterations:
         return "budget"
@@ -300,23 +296,18 @@ def join_round(state: State) -> tuple[dict[str, Any], list[tuple[Candidate, floa
     outcome's "best so far", as the classic loop would have written it.
     """
     candidates = state["round"]  # merge_round keeps them in iteration order
-    best, ok_count = state.get("best"), state.get("ok_count", 0)
+    counted = Tally(best=state.get("best"), ok_count=state.get("ok_count", 0))
     batch: list[tuple[Candidate, float | None]] = []
+    focus: Tally = Tally(best=None, ok_count=0)  # the round's own best success
     for candidate in candidates:
-        result = candidate["result"]
-        if result["status"] == "ok":
-            ok_count += 1
-            if best is None or result["val_accuracy"] > best["result"]["val_accuracy"]:
-                best = candidate
-        batch.append((candidate, best["result"]["val_accuracy"] if best else None))
-    ok = [c for c in candidates if c["result"]["status"] == "ok"]
-    focus = max(ok, key=lambda c: c["result"]["val_accuracy"]) if ok else candidates[-1]
+        counted = tally(counted, candidate)
+        focus = tally(focus, candidate)
+        batch.append((candidate, best_accuracy(counted["best"])))
     update = {
         "round": None,  # merge_round: empty it for the next round
         "iteration": candidates[-1]["iteration"] + 1,
-        "last": focus,
-        "best": best,
-        "ok_count": ok_count,
+        "last": focus["best"] or candidates[-1],
+        **counted,
     }
     return update, batch
 

@@ -14,6 +14,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agent.state import Candidate, TaskInfo, Triple
 from sandbox.hardware import HardwareLimits
+from sandbox.result import EvalResult
 
 __all__ = [
     "ERROR_CHARS",
@@ -118,7 +119,7 @@ def _code_block(code: str) -> str:
 # --------------------------------------------------------------------------- outcome line
 
 
-def outcome_text(result: dict[str, Any], best_accuracy: float | None = None) -> str:
+def outcome_text(result: EvalResult, best_accuracy: float | None = None) -> str:
     """One line for a triple's `outcome` and for prompts.
 
     ok: "ok: val accuracy 0.6123 (best so far 0.6500), 0.42M params, 12.3 MFLOPs"
@@ -302,7 +303,7 @@ def _traceback_tail(traceback: str) -> str:
     return tail if len(tail) <= TRACEBACK_CHARS else tail[-TRACEBACK_CHARS:]
 
 
-def _result_section(result: dict[str, Any], iteration: object) -> tuple[str, bool]:
+def _result_section(result: EvalResult, iteration: object) -> tuple[str, bool]:
     """The last result in full (section text, whether it is a failure)."""
     if not isinstance(result, dict):
         result = {}

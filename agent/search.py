@@ -32,7 +32,7 @@ from agent.settings import Settings, load_settings
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
 from sandbox.settings import SettingsError
-from tools.train_candidate import evaluator_for, executor_for
+from tools.train_candidate import executor_for
 
 BAD_INPUT = (
     SettingsError,
@@ -108,9 +108,9 @@ def preflight_all(settings: Settings) -> None:
     preflight("generator", settings.role("generator"))
     if not (settings.no_improver or settings.single_shot):
         preflight("improver", settings.role("improver"))
-    evaluator = evaluator_for(settings)  # prepares the dataset, picks and checks the sandbox
-    # connects to the Ray cluster, if one is asked for (here: in the main thread, once)
-    executor_for(settings, evaluator, settings.executor, settings.ray_retries).check()
+    # prepares the dataset, picks and checks the sandbox, and connects to the Ray cluster if one
+    # is asked for (here: in the main thread, once)
+    executor_for(settings).check()
 
 
 def save_settings(settings: Settings, run_dir: Path) -> None:
@@ -173,9 +173,9 @@ def finish(settings: Settings, run_id: str) -> dict[str, Any]:
     two). A step that fails says so in one line and the next still runs; the search's archive is
     only ever read here, and each step can be redone alone (`python -m agent.final_test RUN_ID`,
     `agent.export`, `agent.report`)."""
-    from agent.export import export_run
-    from agent.final_test import run_final_test
-    from agent.report import write_report
+    from agent.results.export import export_run
+    from agent.results.final_test import run_final_test
+    from agent.results.report import write_report
 
     run_dir = settings.runs_dir / run_id
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError
 
 from sandbox.settings import SandboxSettings, SettingsError, explain
 
@@ -50,12 +50,6 @@ class Settings(SandboxSettings):
     parallel: int = Field(
         1, ge=1, le=256, description="candidates per round, generated and trained in parallel"
     )
-    executor: str = Field(
-        "local", description="where candidates train: local, ray (local Ray), ray://HOST:PORT"
-    )
-    ray_retries: int = Field(
-        2, ge=0, le=10, description="ray: runs again of an evaluation whose worker or node died"
-    )
     target_accuracy: float | None = Field(
         None, gt=0, le=1, description="stop once the best validation accuracy reaches this"
     )
@@ -73,17 +67,6 @@ class Settings(SandboxSettings):
     )
     final_epochs: int = Field(1, ge=1, description="training epochs of each final-test candidate")
     final_weights: bool = Field(True, description="keep the final test's trained weights")
-
-    @field_validator("executor")
-    @classmethod
-    def _check_executor(cls, value: str) -> str:
-        value = value.strip()
-        if value in ("local", "ray"):
-            return value
-        host, _, port = value.removeprefix("ray://").rpartition(":")
-        if value.startswith("ray://") and host and port.isdigit():
-            return value
-        raise ValueError("use local, ray (a local Ray cluster) or ray://HOST:PORT")
 
     def role(self, role: Role) -> RoleConfig:
         if role == "generator":

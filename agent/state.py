@@ -17,7 +17,10 @@ outcome. With N = 1 none of this is used: `round` stays empty and the loop is th
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, NotRequired, TypedDict
+
+from sandbox.result import EvalResult
+from tools.train_candidate import TaskInfo as TaskInfo  # the task, as the tool reports it
 
 
 class Triple(TypedDict):
@@ -36,19 +39,36 @@ class Pending(TypedDict):
     suggestion: str
 
 
-class TaskInfo(TypedDict):
-    """What the Generator must know about the data: never assume 3x32x32 or 10 classes."""
-
-    dataset: str
-    input_shape: list[int]  # [C, H, W]
-    num_classes: int
-    n_train: int
-
-
 class Candidate(TypedDict):
     iteration: int
     code: str
-    result: dict[str, Any]  # an EvalResult (or a no_code result) as a plain dict
+    result: EvalResult  # from the train_candidate tool (or a no_code result, made in `train`)
+
+
+class Tally(TypedDict):
+    """The best/success bookkeeping: the best successful candidate and how many succeeded."""
+
+    best: Candidate | None
+    ok_count: int
+
+
+def tally(counted: Tally, candidate: Candidate) -> Tally:
+    """`counted` with one more finished candidate taken in: the one place that decides what a
+    success is (status ok; over_limit is not) and what beats the best (higher val accuracy).
+    Used by the one-at-a-time `train` and by a parallel round's join alike."""
+    result = candidate["result"]
+    if result["status"] != "ok":
+        return counted
+    best = counted["best"]
+    accuracy = result["val_accuracy"]
+    beats = best is None or (
+        accuracy is not None and accuracy > (best["result"]["val_accuracy"] or 0.0)
+    )
+    return Tally(best=candidate if beats else best, ok_count=counted["ok_count"] + 1)
+
+
+def best_accuracy(best: Candidate | None) -> float | None:
+    return best["result"]["val_accuracy"] if best else None
 
 
 class Branch(TypedDict):

@@ -6,7 +6,7 @@
 Each configuration starts a fresh local Ray cluster with that many CPUs (one worker slot each),
 then evaluates the same CPU-bound candidates (one small CNN, each copy numbered so that no two share
 a cache entry; one torch thread per candidate, NASLOOP_THREADS=1) through
-`sandbox.backends.ray_executor.RayExecutor`, exactly as the search's train step does with
+`sandbox.ray_executor.RayExecutor`, exactly as the search's train step does with
 `--executor ray`: precheck and cache here, each evaluation a Ray task running the sandbox on a
 worker. As many evaluations are kept in flight as there are workers. A warm-up round (one
 candidate per worker, not timed) pays the worker processes' start and the dataset load first.
@@ -41,8 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sandbox.backends.ray_executor import RayExecutor
 from sandbox.evaluate import evaluator_from_settings
+from sandbox.ray_executor import RayExecutor
 from sandbox.settings import load_settings
 
 NET = """import torch.nn as nn
@@ -99,7 +99,7 @@ def measure(workers: int, overrides: dict[str, Any], n: int) -> dict[str, Any]:
     failed = [r for r in [*warm, *results] if r["status"] != "ok"]
     if failed:
         raise RuntimeError(f"a benchmark candidate failed: {failed[0]['message']}")
-    pids = {(r.get("ray") or {}).get("pid") for r in results}
+    pids = {r["ray"]["pid"] for r in results if "ray" in r}
     return {
         "workers": workers,
         "candidates": n,

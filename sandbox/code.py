@@ -32,9 +32,20 @@ def static_problem(source: str) -> tuple[str, str] | None:
         return "syntax", f"SyntaxError: {exc.msg} at {where}" + (f": {text}" if text else "")
     except (ValueError, RecursionError) as exc:
         return "syntax", f"the source cannot be parsed: {exc}"
-    if not any(_binds_net(node) for node in ast.walk(tree)):
+    if not defines_net(tree):
         return "no_net", "the module defines no `Net` (expected class Net(nn.Module))"
     return None
+
+
+def defines_net(tree: ast.AST) -> bool:
+    """THE static "defines Net" gate: whether the module could bind the name `Net`.
+
+    The one check of its kind: the Evaluator's precheck (`static_problem`, a `no_net` result
+    without a sandbox job) and the Generator-reply reader (agent/code_reader.py, which picks the
+    block that defines `Net`) both ask this. It errs towards yes: only running the code can tell
+    more, so what might bind `Net` goes to the sandbox.
+    """
+    return any(_binds_net(node) for node in ast.walk(tree))
 
 
 def _binds_net(node: ast.AST) -> bool:
@@ -42,7 +53,7 @@ def _binds_net(node: ast.AST) -> bool:
     if isinstance(node, ast.ClassDef | ast.FunctionDef):
         return node.name == "Net"
     if isinstance(node, ast.Name):
-        return node.id == "Net"
+        return node.id == "Net" and isinstance(node.ctx, ast.Store)
     if isinstance(node, ast.alias):
         return (node.asname or node.name) == "Net" or node.name == "*"
     # globals()["Net"] = ..., setattr(module, "Net", ...): give such code the benefit of the doubt

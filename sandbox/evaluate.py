@@ -71,22 +71,38 @@ class Evaluator:
         return json.dumps(key, sort_keys=True)
 
     def evaluate(self, code: str) -> EvalResult:
+        """`prepare`, then (when that did not answer) the sandbox, then `record`."""
+        digest, answer = self.prepare(code)
+        if answer is not None:
+            return answer
+        result = self._evaluate_uncached(code, digest)
+        self.record(digest, result)
+        return result
+
+    def prepare(self, code: str) -> tuple[str, EvalResult | None]:
+        """An evaluation's first step, on this host: the code's hash, and its result when no
+        sandbox is needed (a cached result, marked `cached`; a static problem, recorded).
+        An executor that trains elsewhere (Ray) calls this, then `record`s what came back."""
         digest = code_hash(code)
-        fingerprint = self.fingerprint()
         if self.cache is not None:
-            hit = self.cache.get(digest, fingerprint)
+            hit = self.cache.get(digest, self.fingerprint())
             if hit is not None:
                 hit["cached"] = True
-                return hit
-        result = self._evaluate_uncached(code, digest)
+                return digest, hit
+        if self.precheck and (problem := static_problem(code)):
+            labels = {"backend": self.backend.name, "dataset": self.dataset.name}
+            result = new_result(problem[0], problem[1], digest, **labels)
+            self.record(digest, result)
+            return digest, result
+        return digest, None
+
+    def record(self, digest: str, result: EvalResult) -> None:
+        """An evaluation's last step: keep a sandbox's result in the cache under its hash."""
         if self.cache is not None:
-            self.cache.put(digest, fingerprint, result)
-        return result
+            self.cache.put(digest, self.fingerprint(), result)
 
     def _evaluate_uncached(self, code: str, digest: str) -> EvalResult:
         labels = {"backend": self.backend.name, "dataset": self.dataset.name}
-        if self.precheck and (problem := static_problem(code)):
-            return new_result(problem[0], problem[1], digest, **labels)
         started = time.monotonic()
         work = make_job_dir()
         try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 FailureKind = Literal[
+    "no_code",  # the LLM's reply held no Python code (set by the search; no sandbox involved)
     "syntax",  # the module does not parse
     "no_net",  # no `Net(nn.Module)` class
     "import",  # an import failed (missing package, bad name)
@@ -19,7 +20,20 @@ FailureKind = Literal[
 FAILURE_KINDS: tuple[str, ...] = FailureKind.__args__  # type: ignore[attr-defined]
 
 
+class RayPlacement(TypedDict):
+    """Where a Ray task evaluated a candidate (sandbox/ray_executor.py)."""
+
+    node_id: str
+    worker_id: str
+    host: str
+    pid: int
+    gpus: str  # the GPU ids Ray gave the task, or "none"
+
+
 class EvalResult(TypedDict):
+    """One candidate's outcome, the same type from the Evaluator through the `train_candidate`
+    tool to the search's state (agent/state.py `Candidate.result`) and the archive."""
+
     status: Literal["ok", "error"]
     kind: str  # "ok" or a FailureKind
     message: str  # one line an LLM can act on
@@ -35,6 +49,10 @@ class EvalResult(TypedDict):
     backend: str
     dataset: str
     cached: bool
+    # set only by the Ray executor (sandbox/ray_executor.py):
+    executor: NotRequired[str]  # "ray"
+    lost: NotRequired[bool]  # its worker died on every try: failed, not cached
+    ray: NotRequired[RayPlacement]
 
 
 def new_result(kind: str, message: str, code_hash: str, **extra: object) -> EvalResult:

@@ -51,6 +51,12 @@ class SandboxSettings(BaseSettings):
     gpu_memory_fraction: float | None = Field(
         None, gt=0, le=1, description="cap a candidate's share of GPU memory (LLM on the same card)"
     )
+    executor: str = Field(
+        "local", description="where candidates train: local, ray (local Ray), ray://HOST:PORT"
+    )
+    ray_retries: int = Field(
+        2, ge=0, le=10, description="ray: runs again of an evaluation whose worker or node died"
+    )
 
     train_limit: int | None = Field(None, gt=0, description="use only the first N training images")
     epochs: int = Field(1, ge=1, description="training epochs per candidate (the proxy uses 1)")
@@ -80,6 +86,17 @@ class SandboxSettings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("executor")
+    @classmethod
+    def _check_executor(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("local", "ray"):
+            return value
+        host, _, port = value.removeprefix("ray://").rpartition(":")
+        if value.startswith("ray://") and host and port.isdigit():
+            return value
+        raise ValueError("use local, ray (a local Ray cluster) or ray://HOST:PORT")
 
     @field_validator("gpus")
     @classmethod

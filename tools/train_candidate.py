@@ -12,17 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TypedDict
 
 from langchain_core.tools import BaseTool, tool
 
 from sandbox.backends.base import BackendUnavailable
-from sandbox.backends.ray_executor import RayExecutor
 from sandbox.data import DatasetUnavailable, UnknownDataset
 from sandbox.evaluate import Evaluator, evaluator_from_settings
+from sandbox.executors import CandidateEvaluator, LocalExecutor, make_executor
+from sandbox.ray_executor import RayExecutor
+from sandbox.result import EvalResult
 from sandbox.settings import SandboxSettings, SettingsError, load_settings
 
 REFERENCE_NET = Path(__file__).with_name("reference_net.py")
@@ -35,32 +35,21 @@ DESCRIPTION = (
 )
 
 _evaluators: dict[str, Evaluator] = {}
-_executors: dict[tuple[str, str, int], RayExecutor] = {}
-_local_lock = threading.Lock()
+_executors: dict[str, LocalExecutor | RayExecutor] = {}
+_tools: dict[str, BaseTool] = {}
 
 
-class CandidateEvaluator(Protocol):
-    """What trains a candidate: an `Evaluator`, or an executor in front of one."""
+class TaskInfo(TypedDict):
+    """What the Generator must know about the data: never assume 3x32x32 or 10 classes."""
 
-    def evaluate(self, code: str) -> Mapping[str, Any]: ...
+    dataset: str
+    input_shape: list[int]  # [C, H, W]
+    num_classes: int
+    n_train: int  # training images a candidate sees (NASLOOP_TRAIN_LIMIT when set)
 
 
-class LocalExecutor:
-    """Evaluations in this process, one at a time.
-
-    One machine's sandbox trains one candidate at a time (one GPU; one warm container): the
-    branches of a parallel round overlap their LLM calls and queue here for training.
-    """
-
-    def __init__(self, evaluator: CandidateEvaluator) -> None:
-        self.evaluator = evaluator
-
-    def check(self) -> None:
-        pass
-
-    def evaluate(self, code: str) -> Mapping[str, Any]:
-        with _local_lock:
-            return self.evaluator.evaluate(code)
+def _sandbox_key(settings: SandboxSettings) -> str:
+    return settings.model_dump_json(include=set(SandboxSettings.model_fields))
 
 
 def evaluator_for(settings: SandboxSettings) -> Evaluator:
@@ -69,32 +58,38 @@ def evaluator_for(settings: SandboxSettings) -> Evaluator:
     Subclasses of SandboxSettings (the search's settings) share the evaluator of their sandbox
     part: changing an LLM setting does not prepare the dataset again.
     """
-    key = settings.model_dump_json(include=set(SandboxSettings.model_fields))
+    key = _sandbox_key(settings)
     if key not in _evaluators:
         _evaluators[key] = evaluator_from_settings(settings)
     return _evaluators[key]
 
 
-def executor_for(
-    settings: SandboxSettings,
-    evaluator: CandidateEvaluator,
-    executor: str = "local",
-    retries: int = 2,
-) -> LocalExecutor | RayExecutor:
-    """Where `evaluator`'s candidates train: `local`, or a Ray cluster (`ray`, `ray://HOST:PORT`).
+def task_for(settings: SandboxSettings) -> TaskInfo:
+    """The task these settings train on (prepares the dataset on first use)."""
+    dataset = evaluator_for(settings).dataset
+    return TaskInfo(
+        dataset=dataset.name,
+        input_shape=list(dataset.input_shape),
+        num_classes=dataset.num_classes,
+        n_train=settings.train_limit or dataset.n_train,
+    )
 
-    The Ray executor keeps `evaluator` for the precheck and the result cache and sends the rest
-    to the cluster (sandbox/backends/ray_executor.py); one per distinct settings and address.
-    """
-    if executor == "local":
-        return LocalExecutor(evaluator)
-    if not isinstance(evaluator, Evaluator):
-        raise TypeError("the Ray executor needs a real Evaluator for its precheck and cache")
-    key = (settings.model_dump_json(include=set(SandboxSettings.model_fields)), executor, retries)
+
+def executor_for(settings: SandboxSettings) -> LocalExecutor | RayExecutor:
+    """Where these settings' candidates train (NASLOOP_EXECUTOR: local, or a Ray cluster), in
+    front of their evaluator; one per distinct settings, so a Ray connection is made once."""
+    key = _sandbox_key(settings)
     if key not in _executors:
-        address = None if executor == "ray" else executor
-        _executors[key] = RayExecutor(settings, evaluator, address, retries)
+        _executors[key] = make_executor(settings, evaluator_for(settings))
     return _executors[key]
+
+
+def train_candidate_for(settings: SandboxSettings) -> BaseTool:
+    """The `train_candidate` tool for these settings, built once, bound to `executor_for`."""
+    key = _sandbox_key(settings)
+    if key not in _tools:
+        _tools[key] = make_train_candidate(executor_for(settings))
+    return _tools[key]
 
 
 def default_evaluator() -> Evaluator:
@@ -105,9 +100,8 @@ def make_train_candidate(evaluator: CandidateEvaluator | None = None) -> BaseToo
     """The tool bound to one evaluator (or, by default, to the current `NASLOOP_*` settings)."""
 
     @tool("train_candidate", description=DESCRIPTION)
-    def train_candidate(code: str) -> dict[str, Any]:
-        result = (evaluator or default_evaluator()).evaluate(code)
-        return dict(result)
+    def train_candidate(code: str) -> EvalResult:
+        return (evaluator or default_evaluator()).evaluate(code)
 
     return train_candidate
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from agent.lineage import Parents
+from agent.results.plots import pyplot
 
 
 class Node(TypedDict):
@@ -104,9 +105,7 @@ _KIND_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:gray", "tab:olive", "
 
 
 def plot_lineage(graph: LineageGraph, path: Path, title: str = "") -> None:
-    from agent.report import _pyplot  # the report's Agg pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     nodes = {n["iteration"]: n for n in graph["nodes"]}
     height = max(3.0, min(14.0, 0.28 * (1 + max((n["y"] for n in nodes.values()), default=0))))
     fig, ax = plt.subplots(figsize=(10, height + 1.2))

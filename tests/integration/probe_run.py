@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-import agent.final_test
+import agent.results.final_test
 import sandbox.evaluate
 from sandbox.backends.base import Job, RunOutcome
 
@@ -69,7 +69,7 @@ def recording_load(f: Any, *args: Any, **kwargs: Any) -> Any:
     return _load(f, *args, **kwargs)
 
 
-_final = agent.final_test.run_final_test
+_final = agent.results.final_test.run_final_test
 
 
 def recording_final(*args: Any, **kwargs: Any) -> Any:
@@ -79,7 +79,7 @@ def recording_final(*args: Any, **kwargs: Any) -> Any:
 
 sandbox.evaluate.Evaluator.__init__ = recording_init  # type: ignore[method-assign]
 torch.load = recording_load
-agent.final_test.run_final_test = recording_final
+agent.results.final_test.run_final_test = recording_final
 
 if __name__ == "__main__":
     from agent.run import main

@@ -32,8 +32,8 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from agent.advice_reader import parse_improvement
 from agent.archive import RunArchive
-from agent.extract import parse_improvement
 from agent.llm import ask, make_chat
 from agent.llm_server.build import ensure_llama_server
 from agent.llm_server.models import packaged_model

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from agent.archive import RunArchive
-from agent.extract import extract_code
+from agent.code_reader import extract_code
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, ScriptedResponder
 from tests.integration.agent_cli import agent_env, agent_run
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from agent.archive import RunArchive
-from sandbox.backends.ray_executor import TASK_NAME
+from sandbox.ray_executor import TASK_NAME
 from tests.integration.agent_cli import agent_env, agent_run, llm_server
 from tests.integration.ray_cluster import RayCluster
 from tests.integration.test_crash_trials import checkpoint_state

@@ -109,7 +109,7 @@ def test_report_files_plots_and_every_number(run: Run) -> None:
         assert f"({name})" in text
 
     # `python -m agent.report` rebuilds the same report from the archive alone
-    from agent.report import main as report_main
+    from agent.results.report import main as report_main
 
     shutil.rmtree(report)
     assert report_main(["r", "--runs-dir", str(run.run_dir.parent)]) == 0

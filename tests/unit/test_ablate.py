@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.ablate import aggregate, collect, run_argv, run_id_for, stats, write_outputs
 from agent.archive import RunArchive
+from agent.results.ablate import aggregate, collect, run_argv, run_id_for, stats, write_outputs
 from agent.run import build_parser
 from sandbox.result import new_result
 
@@ -83,7 +83,7 @@ def test_collect_writes_the_table_plot_and_results(tmp_path: Path) -> None:
 
 
 def test_bad_variants_and_seeds_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.ablate import main
+    from agent.results.ablate import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--variants", "full,no_memory", "--iterations", "2"])

@@ -28,3 +28,22 @@ def test_static_problems() -> None:
     assert static_problem(NET) is None
     assert static_problem("from mylib import Net\n") is None
     assert static_problem("globals()['Net'] = object\n") is None  # only running it can tell
+
+
+def test_one_defines_net_gate_for_the_precheck_and_the_reply_reader() -> None:
+    """sandbox.code.defines_net is the one static gate: a module that only *uses* Net fails
+    the precheck, and the reply reader prefers the block that binds it."""
+    import ast
+
+    from agent.code_reader import extract_code
+    from sandbox.code import defines_net, static_problem
+
+    uses_only = "import torch\nmodel = Net()\n"
+    binds = "import torch.nn as nn\nclass Net(nn.Module):\n    pass\n"
+    assert not defines_net(ast.parse(uses_only)) and defines_net(ast.parse(binds))
+    assert static_problem(uses_only) == (
+        "no_net",
+        "the module defines no `Net` (expected class Net(nn.Module))",
+    )
+    reply = f"```python\n{binds}```\nThen run it:\n```python\n{uses_only}```\n"
+    assert extract_code(reply) == binds

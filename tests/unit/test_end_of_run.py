@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-import agent.final_test
-import agent.report
+import agent.results.final_test
+import agent.results.report
 from agent.archive import RunArchive
 from agent.search import finish
 from agent.settings import Settings
@@ -23,8 +23,8 @@ def boom(*args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize(
     ("target", "step", "module"),
     [
-        (agent.final_test, "final test", "agent.final_test"),
-        (agent.report, "report", "agent.report"),
+        (agent.results.final_test, "final test", "agent.final_test"),
+        (agent.results.report, "report", "agent.report"),
     ],
 )
 def test_a_failing_step_is_one_line_and_loses_nothing(
@@ -38,7 +38,9 @@ def test_a_failing_step_is_one_line_and_loses_nothing(
     run_dir = tmp_path / "r1"
     write_archive(run_dir)
     before = RunArchive(run_dir).rows()
-    monkeypatch.setattr(agent.final_test, "run_final_test", lambda *a, **k: [])  # no sandbox
+    monkeypatch.setattr(
+        agent.results.final_test, "run_final_test", lambda *a, **k: []
+    )  # no sandbox
     name = "run_final_test" if step == "final test" else "write_report"
     monkeypatch.setattr(target, name, boom)
     done = finish(Settings(runs_dir=tmp_path, final_top_k=2), "r1")

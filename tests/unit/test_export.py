@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.archive import RunArchive
-from agent.export import env_line, export_run
+from agent.results.export import env_line, export_run
 from agent.settings import Settings
 from sandbox.data import PreparedDataset
 from sandbox.result import new_result

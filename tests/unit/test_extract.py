@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from agent.extract import extract_code, parse_improvement
+from agent.advice_reader import parse_improvement
+from agent.code_reader import extract_code
 
 NET = """import torch
 import torch.nn as nn

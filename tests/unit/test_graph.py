@@ -22,7 +22,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 import agent.nodes as nodes
 from agent.graph import build_graph
 from agent.settings import Settings
-from sandbox.result import new_result
+from agent.state import TaskInfo
+from sandbox.executors import LocalExecutor
+from sandbox.result import EvalResult, new_result
+from tools.train_candidate import make_train_candidate
 
 # (kind, accuracy) per iteration: every failure kind, improvements and non-improvements
 SCRIPT: list[tuple[str, float | None]] = [
@@ -79,13 +82,28 @@ class FakeDataset:
 class ScriptedEvaluator:
     dataset = FakeDataset()
 
-    def evaluate(self, code: str) -> dict[str, Any]:
+    def evaluate(self, code: str) -> EvalResult:
         match = re.search(r"# result: (\w+) (\S+)", code)
         assert match, code
         kind, acc = match.group(1), match.group(2)
         if kind == "ok":
-            return dict(new_result("ok", "trained", "h", val_accuracy=float(acc)))
-        return dict(new_result(kind, f"{kind} failure", "h"))
+            return new_result("ok", "trained", "h", val_accuracy=float(acc))
+        return new_result(kind, f"{kind} failure", "h")
+
+
+def use_evaluator(monkeypatch: pytest.MonkeyPatch, ev: ScriptedEvaluator) -> None:
+    """Bind the search's two doors into tools (`task_for`, `train_candidate_for`) to `ev`: the
+    real `train_candidate` tool and the local executor, in front of a scripted evaluator."""
+    tool = make_train_candidate(LocalExecutor(ev))
+    data = ev.dataset
+    task = TaskInfo(
+        dataset=data.name,
+        input_shape=list(data.input_shape),
+        num_classes=data.num_classes,
+        n_train=data.n_train,
+    )
+    monkeypatch.setattr(nodes, "task_for", lambda settings: task)
+    monkeypatch.setattr(nodes, "train_candidate_for", lambda settings: tool)
 
 
 @pytest.fixture
@@ -96,17 +114,7 @@ def roles(monkeypatch: pytest.MonkeyPatch) -> dict[str, RecordingChat]:
         "improver": RecordingChat(responses=[improver_reply(i) for i in range(n)], prompts=[]),
     }
     monkeypatch.setattr(nodes, "chat_for", lambda role, settings: chats[role])
-    evaluator = ScriptedEvaluator()
-    monkeypatch.setattr(nodes, "evaluator_for", lambda settings: evaluator)
-
-    class Tool:
-        def __init__(self, ev: ScriptedEvaluator) -> None:
-            self.ev = ev
-
-        def invoke(self, args: dict[str, str]) -> dict[str, Any]:
-            return self.ev.evaluate(args["code"])
-
-    monkeypatch.setattr(nodes, "make_train_candidate", Tool)
+    use_evaluator(monkeypatch, ScriptedEvaluator())
     return chats
 
 

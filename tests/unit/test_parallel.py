@@ -22,8 +22,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 import agent.nodes as nodes
 from agent.graph import build_graph
 from agent.settings import Settings
+from sandbox.result import EvalResult
 from sandbox.settings import SettingsError
-from tests.unit.test_graph import SCRIPT, ScriptedEvaluator, generator_reply
+from tests.unit.test_graph import SCRIPT, ScriptedEvaluator, generator_reply, use_evaluator
 
 
 class SeededChat:
@@ -51,7 +52,7 @@ class CountingEvaluator(ScriptedEvaluator):
         self.crash_once = crash_once
         self.lock = threading.Lock()
 
-    def evaluate(self, code: str) -> dict[str, Any]:
+    def evaluate(self, code: str) -> EvalResult:
         with self.lock:
             self.count[code] = self.count.get(code, 0) + 1
             first = self.count[code] == 1
@@ -83,7 +84,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 @pytest.fixture
 def evaluator(monkeypatch: pytest.MonkeyPatch) -> CountingEvaluator:
     ev = CountingEvaluator()
-    monkeypatch.setattr(nodes, "evaluator_for", lambda settings: ev)
+    use_evaluator(monkeypatch, ev)
     return ev
 
 
@@ -190,7 +191,7 @@ def test_a_round_interrupted_mid_way_resumes_without_retraining(
     tmp_path: Path, calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ev = CountingEvaluator(crash_once=3)  # the second branch of the round 2-3
-    monkeypatch.setattr(nodes, "evaluator_for", lambda settings: ev)
+    use_evaluator(monkeypatch, ev)
     saver = InMemorySaver()
     with pytest.raises(RuntimeError, match="orchestrator died"):
         run(tmp_path, checkpointer=saver, iterations=6, parallel=2)

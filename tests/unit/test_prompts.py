@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from agent.extract import parse_improvement
+from agent.advice_reader import parse_improvement
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,
@@ -16,7 +16,7 @@ from agent.prompts import (
     outcome_text,
 )
 from agent.state import Candidate, TaskInfo, Triple
-from sandbox.result import new_result
+from sandbox.result import EvalResult, new_result
 
 TASK = TaskInfo(dataset="cifar100", input_shape=[3, 40, 48], num_classes=37, n_train=45_000)
 
@@ -25,15 +25,15 @@ LAST_CODE = "import torch.nn as nn\n\nclass Net(nn.Module):\n    LAST_MARKER = 1
 SUGGESTION = "SUGGESTION_MARKER: add BatchNorm after conv2."
 
 
-def ok_result(accuracy: float = 0.65, **extra: Any) -> dict[str, Any]:
+def ok_result(accuracy: float = 0.65, **extra: Any) -> EvalResult:
     fields: dict[str, Any] = {"val_accuracy": accuracy, "params": 420_000, "flops": 12_300_000}
     fields.update(extra)
-    return dict(new_result("ok", "", "hash", **fields))
+    return new_result("ok", "", "hash", **fields)
 
 
-def failed_result(kind: str = "shape", message: str = "mat1 and mat2 shapes") -> dict[str, Any]:
+def failed_result(kind: str = "shape", message: str = "mat1 and mat2 shapes") -> EvalResult:
     traceback = 'Traceback (most recent call last):\n  File "candidate.py", line 9\nTRACE_MARKER'
-    return dict(new_result(kind, message, "hash", traceback=traceback))
+    return new_result(kind, message, "hash", traceback=traceback)
 
 
 BEST = Candidate(iteration=3, code=BEST_CODE, result=ok_result(0.65))
@@ -95,12 +95,12 @@ class TestOutcomeText:
         assert len(line) <= len(prefix) + ERROR_CHARS
 
     def test_no_code_failure(self) -> None:
-        result = dict(new_result("no_code", "the reply held no code", "hash"))
+        result = new_result("no_code", "the reply held no code", "hash")
         assert outcome_text(result) == "failed (no_code): the reply held no code"
 
     @pytest.mark.parametrize("bad", [{}, {"kind": None}, {"kind": "ok", "val_accuracy": "x"}])
     def test_malformed_results_do_not_raise(self, bad: dict[str, Any]) -> None:
-        assert isinstance(outcome_text(bad), str)
+        assert isinstance(outcome_text(cast(EvalResult, bad)), str)
 
 
 # --------------------------------------------------------------------------- Generator
@@ -178,7 +178,7 @@ class TestGeneratorMessages:
 
     def test_last_without_code_shows_its_outcome(self) -> None:
         no_code = Candidate(
-            iteration=6, code="", result=dict(new_result("no_code", "no code in reply", "h"))
+            iteration=6, code="", result=new_result("no_code", "no code in reply", "h")
         )
         prompt = human(full_generator(last=no_code))
         assert "## Last attempt" in prompt
@@ -244,7 +244,7 @@ class TestImproverMessages:
 
     def test_traceback_tail_only(self) -> None:
         frames = "\n".join(f"  frame {i}" for i in range(200))
-        result = dict(new_result("runtime", "boom", "h", traceback=frames + "\nFINAL_LINE"))
+        result = new_result("runtime", "boom", "h", traceback=frames + "\nFINAL_LINE")
         last = Candidate(iteration=2, code=LAST_CODE, result=result)
         prompt = human(improver_messages(TASK, last=last, best=None, window=[]))
         assert "FINAL_LINE" in prompt and "frame 199" in prompt and "frame 0\n" not in prompt
@@ -255,5 +255,5 @@ class TestImproverMessages:
         assert parse_improvement(template) is None  # a model that echoes it gives nothing
 
     def test_malformed_candidate_does_not_raise(self) -> None:
-        last = Candidate(iteration=1, code="", result={})
+        last = Candidate(iteration=1, code="", result=cast(EvalResult, {}))
         assert improver_messages(TASK, last=last, best=None, window=[])

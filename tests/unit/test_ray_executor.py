@@ -17,10 +17,11 @@ from typing import Any, cast
 import pytest
 
 from sandbox.backends.base import BackendUnavailable
-from sandbox.backends.ray_executor import RayExecutor, _unreachable
+from sandbox.executors import LocalExecutor
+from sandbox.ray_executor import RayExecutor, _unreachable
+from sandbox.result import EvalResult, new_result
 from sandbox.settings import SandboxSettings
 from tests.integration.agent_cli import ROOT
-from tools.train_candidate import LocalExecutor, executor_for
 
 
 @dataclass
@@ -87,14 +88,13 @@ def test_local_executor_trains_one_candidate_at_a_time() -> None:
     spans: list[tuple[float, float]] = []
 
     class Slow:
-        def evaluate(self, code: str) -> dict[str, Any]:
+        def evaluate(self, code: str) -> EvalResult:
             start = time.monotonic()
             time.sleep(0.2)
             spans.append((start, time.monotonic()))
-            return {"code": code}
+            return new_result("ok", "", code)
 
-    local = executor_for(SandboxSettings(), Slow(), "local")
-    assert isinstance(local, LocalExecutor)
+    local = LocalExecutor(Slow())
     threads = [threading.Thread(target=local.evaluate, args=(str(i),)) for i in range(3)]
     for t in threads:
         t.start()
@@ -143,7 +143,7 @@ def test_a_client_server_that_fails_to_start_is_retried_a_bounded_number_of_time
 ) -> None:
     fake = FlakyClientServerRay(failures, message)
     monkeypatch.setitem(sys.modules, "ray", fake)
-    monkeypatch.setattr("sandbox.backends.ray_executor.CLIENT_SERVER_PAUSE_S", 0.0)
+    monkeypatch.setattr("sandbox.ray_executor.CLIENT_SERVER_PAUSE_S", 0.0)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from agent.archive import RunArchive
-from agent.report import average_ranks, pareto_front, spearman, summarise, write_report
+from agent.results.numbers import average_ranks, pareto_front, spearman, summarise
+from agent.results.report import write_report
 from sandbox.result import new_result
 from tests.results_check import assert_summary_matches, count_ranks, dominated, rho
 
@@ -153,7 +154,7 @@ def test_the_markdown_shows_the_numbers_and_keeps_the_test_apart(tmp_path: Path)
         }
     ]
     summary = summarise(RunArchive(run_dir).rows(), rows, {"dataset": "mnist5k"}, "run")
-    from agent.report import markdown
+    from agent.results.report import markdown
 
     text = markdown(summary)
     search, final = text.split("## Final test (held-out test split)")
@@ -189,7 +190,7 @@ def test_a_run_where_nothing_trained_still_reports(tmp_path: Path) -> None:
 def test_report_cli_refuses_an_unknown_run_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from agent.report import main
+    from agent.results.report import main
 
     assert main(["nope", "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()

@@ -38,13 +38,12 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sandbox.backends.base import BackendUnavailable
-from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, UnknownDataset
 from sandbox.evaluate import Evaluator, evaluator_from_settings
-from sandbox.result import EvalResult, new_result
+from sandbox.result import EvalResult, RayPlacement, new_result
 from sandbox.settings import SandboxSettings
 
 TASK_NAME = "nasloop-evaluate"  # a busy worker's process title is `ray::nasloop-evaluate`
@@ -71,7 +70,7 @@ class RayExecutor:
         local: Evaluator,
         address: str | None = None,
         retries: int = 2,
-    ) -> None:
+    ) -> None:  # `local`: the Evaluator whose `prepare` and `record` run on this host
         self.settings = settings
         self.local = local
         self.dataset = local.dataset
@@ -154,22 +153,22 @@ class RayExecutor:
 
     # -- evaluation ---------------------------------------------------------------------------
 
-    def evaluate(self, code: str) -> dict[str, Any]:
-        if static_problem(code) is not None or self._cached(code):
-            return dict(self.local.evaluate(code))  # no sandbox needed: answered here
+    def evaluate(self, code: str) -> EvalResult:
+        digest, answer = self.local.prepare(code)
+        if answer is not None:
+            return answer  # no sandbox needed: answered here (cache or precheck)
         task = self._remote_task()
         import ray
         import ray.exceptions
 
         # identical code in flight twice (two branches of one round): train it once, share it
-        digest = code_hash(code)
         with self._inflight_lock:
             ref = self._inflight.get(digest)
             shared = ref is not None
             if ref is None:
                 ref = self._inflight[digest] = task.remote(self._worker_settings(), code)
         try:
-            result: dict[str, Any] = dict(ray.get(ref))
+            result: EvalResult = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # our own code raised on the worker
             if isinstance(exc, BackendUnavailable | DatasetUnavailable | UnknownDataset):
                 raise BackendUnavailable(
@@ -177,29 +176,22 @@ class RayExecutor:
                 ) from None
             raise
         except ray.exceptions.RayError as exc:  # the worker or its node died, retries spent
-            return self._lost(code, exc)
+            return self._lost(digest, exc)
         except ConnectionError as exc:  # the Ray client lost the cluster
             raise BackendUnavailable(f"lost the Ray cluster ({_one_line(exc)})") from None
         else:  # cached before it leaves the in-flight map: a twin finds one or the other
             result["executor"] = "ray"
             if shared:
                 result["cached"] = True  # the twin's result: trained once
-            elif self.local.cache is not None:
-                cache_entry = cast(EvalResult, result)
-                self.local.cache.put(digest, self.local.fingerprint(), cache_entry)
+            else:
+                self.local.record(digest, result)
         finally:
             if not shared:
                 with self._inflight_lock:
                     self._inflight.pop(digest, None)
         return result
 
-    def _cached(self, code: str) -> bool:
-        cache = self.local.cache
-        return (
-            cache is not None and cache.get(code_hash(code), self.local.fingerprint()) is not None
-        )
-
-    def _lost(self, code: str, exc: BaseException) -> dict[str, Any]:
+    def _lost(self, digest: str, exc: BaseException) -> EvalResult:
         """A failed result for a candidate whose worker died every time; never cached."""
         attempts = self.retries + 1
         message = (
@@ -207,10 +199,10 @@ class RayExecutor:
             f"{attempts} time(s) ({type(exc).__name__}); not the candidate's fault as far as "
             "we know"
         )
-        result = new_result(
-            LOST_KIND, message, code_hash(code), backend="ray", dataset=self.dataset.name
-        )
-        return {**result, "traceback": str(exc)[-2000:], "executor": "ray", "lost": True}
+        result = new_result(LOST_KIND, message, digest, backend="ray", dataset=self.dataset.name)
+        result["traceback"] = str(exc)[-2000:]
+        result["executor"], result["lost"] = "ray", True
+        return result
 
     def _worker_settings(self) -> str:
         """The sandbox settings a worker evaluates with: the dataset this run really uses."""
@@ -228,20 +220,20 @@ _worker_lock = threading.Lock()
 _worker_evaluators: dict[tuple[str, str], Evaluator] = {}
 
 
-def _evaluate_on_worker(settings_json: str, code: str) -> dict[str, Any]:
+def _evaluate_on_worker(settings_json: str, code: str) -> EvalResult:
     """The Ray task: evaluate `code` with this worker's evaluator, say where it ran."""
     import ray
 
     gpus = ",".join(str(g) for g in ray.get_gpu_ids()) or "none"
-    result = dict(worker_evaluator(settings_json, gpus).evaluate(code))
+    result = worker_evaluator(settings_json, gpus).evaluate(code)
     context = ray.get_runtime_context()
-    result["ray"] = {
-        "node_id": context.get_node_id(),
-        "worker_id": context.get_worker_id(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "gpus": gpus,
-    }
+    result["ray"] = RayPlacement(
+        node_id=context.get_node_id(),
+        worker_id=context.get_worker_id(),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        gpus=gpus,
+    )
     return result
 
 

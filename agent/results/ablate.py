@@ -1,0 +1,293 @@
+"""Ablations: variants of the search x seeds, on one budget, compared in a table and a plot.
+
+    python -m agent.ablate --variants full,no_history,single_shot --seeds 0,1,2 --iterations 50
+        [--name NAME] [--json] [-- other `python -m agent.run` flags, e.g. --train-limit 5000]
+
+Each (variant, seed) pair is a normal `python -m agent.run` under its own run id
+`<name>-<variant>-s<seed>`, so its archive, report and resume work as for any run, and running
+the same command again resumes an interrupted ablation (finished runs are only read). Every run
+gets the same budget (`--iterations`); seed s sets both the LLM sampling seed (`run_seed`) and
+the training seed (`seed`), so the replicates differ in every random draw. Each variant sets all
+of the ablation switches, so a switch left on in `.env` cannot leak into another variant.
+
+Variants: full (the method), no_history (the Generator sees no window, K=0), no_improver (no
+suggestions, no triples), no_reference (no best code in the prompt), single_shot (the Generator
+sees only the task and no Improver runs: the baseline). Runs skip the final test unless the extra
+flags ask for it (`-- --final-top-k 1`): the comparison is about the searches.
+
+Writes `<runs dir>/ablations/<name>/`: `results.json` (every run's best-so-far curve and numbers,
+and per variant the mean, sample standard deviation, min and max over seeds at each iteration),
+`comparison.md` (the table) and `curves.png` (mean best-so-far per variant, ± one standard
+deviation shaded). Until a run's first trained candidate its best so far counts as 0, in the
+curves and in the table: averaging only the runs that have found something would let a variant's
+mean best-so-far fall, and hide that the others have found nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.results.final_test import load_results
+from agent.results.numbers import archive_rows, best_so_far
+
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "full": (),
+    "no_history": ("no_history",),
+    "no_improver": ("no_improver",),
+    "no_reference": ("no_reference",),
+    "single_shot": ("single_shot",),
+}
+SWITCHES = ("no_history", "no_improver", "no_reference", "single_shot")
+ABLATIONS_DIR = "ablations"
+
+
+def run_id_for(name: str, variant: str, seed: int) -> str:
+    return f"{name}-{variant}-s{seed}"
+
+
+def run_argv(run_id: str, variant: str, seed: int, iterations: int, extra: list[str]) -> list[str]:
+    """The `agent.run` command line of one (variant, seed) run."""
+    argv = ["--run-id", run_id, "--iterations", str(iterations)]
+    argv += ["--run-seed", str(seed), "--seed", str(seed)]
+    for switch in SWITCHES:
+        flag = switch.replace("_", "-")
+        argv.append(f"--{flag}" if switch in VARIANTS[variant] else f"--no-{flag}")
+    if not any(a.startswith("--final-top-k") for a in extra):
+        argv += ["--final-top-k", "0"]
+    return argv + extra
+
+
+def run_numbers(run_dir: Path, iterations: int) -> dict[str, Any]:
+    """One run's curve and numbers, from its archive. A run stopped early on its target keeps
+    its last best for the rest of the budget."""
+    rows = archive_rows(run_dir)
+    curve = best_so_far(rows)[:iterations]
+    if curve and len(curve) < iterations:
+        curve += [curve[-1]] * (iterations - len(curve))
+    ok = [r for r in rows if r["status"] == "ok"]
+    final = load_results(run_dir)
+    return {
+        "run_id": run_dir.name,
+        "iterations": len(rows),
+        "curve": curve,
+        "best_val_accuracy": curve[-1] if curve else None,
+        "success_rate": len(ok) / len(rows) if rows else 0.0,
+        "first_success": ok[0]["iteration"] if ok else None,
+        "tokens": sum(r["gen_tokens"] + r["improver_tokens"] for r in rows),
+        "test_accuracy": final[0]["test_accuracy"] if final else None,
+    }
+
+
+def stats(values: list[float | None]) -> dict[str, float | int | None]:
+    """Mean, sample standard deviation (0 for one value), min and max of the values given."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return {"n": len(xs), "mean": mean, "std": std, "min": min(xs), "max": max(xs)}
+
+
+def aggregate(runs: list[dict[str, Any]], iterations: int) -> dict[str, Any]:
+    """A variant's seeds together: the curve's statistics per iteration, and the end numbers
+    (a run with nothing trained yet counts as 0)."""
+    curves = [[v or 0.0 for v in r["curve"]] for r in runs]
+    curves = [c + [c[-1] if c else 0.0] * (iterations - len(c)) for c in curves]
+    return {
+        "runs": len(runs),
+        "curve": [stats([c[i] for c in curves]) for i in range(iterations)],
+        "best_val_accuracy": stats([r["best_val_accuracy"] or 0.0 for r in runs]),
+        "success_rate": stats([r["success_rate"] for r in runs]),
+        "first_success": stats([r["first_success"] for r in runs]),
+        "tokens": stats([r["tokens"] for r in runs]),
+        "test_accuracy": stats([r["test_accuracy"] for r in runs]),
+    }
+
+
+def _pm(s: dict[str, Any], digits: int = 4, percent: bool = False) -> str:
+    if s["mean"] is None:
+        return "-"
+    scale, unit = (100.0, "%") if percent else (1.0, "")
+    text = f"{s['mean'] * scale:.{digits}f}{unit}"
+    return text + (f" ± {s['std'] * scale:.{digits}f}{unit}" if s["n"] > 1 else "")
+
+
+def comparison_table(results: dict[str, Any]) -> str:
+    head = [
+        "variant",
+        "runs",
+        "best val accuracy (mean ± std)",
+        "min to max",
+        "success rate",
+        "first success (iteration)",
+        "LLM tokens",
+        "test accuracy of best",
+    ]
+    lines = [
+        f"# Ablation {results['name']}",
+        f"{results['iterations']} candidates per run, seeds {results['seeds']}; "
+        "mean ± sample standard deviation over seeds. Validation accuracy chose every best; "
+        "test accuracy (when a final test ran) is shown, never used.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for variant, agg in results["variants"].items():
+        best = agg["best_val_accuracy"]
+        spread = "-" if best["mean"] is None else f"{best['min']:.4f} to {best['max']:.4f}"
+        row = [
+            variant,
+            str(agg["runs"]),
+            _pm(best),
+            spread,
+            _pm(agg["success_rate"], 1, percent=True),
+            _pm(agg["first_success"], 1),
+            _pm(agg["tokens"], 0),
+            _pm(agg["test_accuracy"]),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "![best-so-far validation accuracy](curves.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: dict[str, Any], path: Path) -> None:
+    from agent.results.plots import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for n, (variant, agg) in enumerate(results["variants"].items()):
+        points = [(i, s) for i, s in enumerate(agg["curve"]) if s["mean"] is not None]
+        if not points:
+            continue
+        xs = [i for i, _ in points]
+        mean = [s["mean"] for _, s in points]
+        low = [max(s["mean"] - s["std"], 0.0) for _, s in points]  # accuracy stays in [0, 1]
+        high = [min(s["mean"] + s["std"], 1.0) for _, s in points]
+        color = f"C{n % 10}"
+        marker = "o" if len(xs) <= 30 else None
+        label = f"{variant} ({agg['runs']} runs)"
+        ax.plot(xs, mean, color=color, lw=2, marker=marker, ms=4, label=label)
+        ax.fill_between(xs, low, high, color=color, alpha=0.2, lw=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("best validation accuracy so far")
+    ax.set_title(f"ablation {results['name']}: mean over seeds, ± one standard deviation shaded")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def collect(
+    runs_dir: Path, name: str, variants: list[str], seeds: list[int], iterations: int
+) -> dict[str, Any]:
+    """Read every run of the ablation and aggregate; the runs must exist."""
+    per_run: dict[str, list[dict[str, Any]]] = {}
+    for variant in variants:
+        per_run[variant] = [
+            run_numbers(runs_dir / run_id_for(name, variant, seed), iterations) for seed in seeds
+        ]
+    return {
+        "name": name,
+        "iterations": iterations,
+        "seeds": seeds,
+        "variants": {v: aggregate(per_run[v], iterations) for v in variants},
+        "runs": per_run,
+    }
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "comparison.md").write_text(comparison_table(results), encoding="utf-8")
+    plot_curves(results, out / "curves.png")
+
+
+def _names(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        known = ", ".join(VARIANTS)
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {unknown}: choose from {known}")
+    return names
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"seeds must be integers such as 0,1,2: {text!r}"
+        ) from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0 such as 0,1,2: {text!r}")
+    return seeds
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, extra = argv[:at], argv[at + 1 :]
+    parser = argparse.ArgumentParser(prog="python -m agent.ablate", description=__doc__)
+    parser.add_argument("--variants", type=_names, default=["full", "single_shot"])
+    parser.add_argument("--seeds", type=_seeds, default=[0, 1])
+    parser.add_argument("--iterations", type=int, required=True, help="budget of every run")
+    parser.add_argument("--name", help="default: ablate-<date>-<time>")
+    parser.add_argument("--json", action="store_true", help="print results.json on stdout")
+    args = parser.parse_args(argv)
+    if args.iterations < 1:
+        parser.error("--iterations must be at least 1")
+
+    from agent import run as agent_run
+    from agent.settings import Settings, load_settings
+    from sandbox.settings import SettingsError
+
+    name = args.name or time.strftime("ablate-%Y%m%d-%H%M%S")
+    flags = vars(agent_run.build_parser().parse_args(extra))  # a bad flag stops us here
+    try:
+        fields = {k: v for k, v in flags.items() if k in Settings.model_fields and v is not None}
+        runs_dir = load_settings(**fields).runs_dir
+    except SettingsError as exc:
+        print(f"nasloop: error: {exc}", file=sys.stderr)
+        return 2
+    total = len(args.variants) * len(args.seeds)
+    n = 0
+    for seed in args.seeds:  # seeds outermost: an early stop leaves every variant comparable
+        for variant in args.variants:
+            n += 1
+            run_id = run_id_for(name, variant, seed)
+            print(f"nasloop: ablation {name} [{n}/{total}]: {run_id}", file=sys.stderr, flush=True)
+            with contextlib.redirect_stdout(sys.stderr):
+                try:
+                    code = agent_run.main(run_argv(run_id, variant, seed, args.iterations, extra))
+                except SystemExit as exc:  # argparse refusing a flag
+                    code = exc.code if isinstance(exc.code, int) else 2
+            if code != 0:
+                print(
+                    f"nasloop: ablation {name} stopped at {run_id} (exit {code}); run the same "
+                    "command again to resume it",
+                    file=sys.stderr,
+                )
+                return int(code)
+    results = collect(runs_dir, name, args.variants, args.seeds, args.iterations)
+    out = runs_dir / ABLATIONS_DIR / name
+    write_outputs(results, out)
+    if args.json:
+        print(json.dumps({"name": name, "dir": str(out), "variants": results["variants"]}))
+    else:
+        print(f"ablation {name}: {out / 'comparison.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
