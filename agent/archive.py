@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agent.rundir import ARCHIVE_FILE, CODE_DIR
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS candidates (
     iteration INTEGER PRIMARY KEY,
@@ -45,9 +47,9 @@ CREATE TABLE IF NOT EXISTS candidates (
 class RunArchive:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.code_dir = run_dir / "candidates"
+        self.code_dir = run_dir / CODE_DIR
         self.code_dir.mkdir(parents=True, exist_ok=True)
-        self.path = run_dir / "archive.sqlite"
+        self.path = run_dir / ARCHIVE_FILE
         with self._connect() as db:
             db.executescript(SCHEMA)
 

@@ -24,6 +24,7 @@ from typing import Any, TypedDict
 from langchain_core.messages import BaseMessage
 
 from agent.llm import Reply, _text_of
+from agent.rundir import ARCHIVE_FILE
 
 TEXT_LIMIT = 64 * 1024  # bytes of one text (a message, the reply, the extracted code)
 
@@ -102,7 +103,7 @@ class CallLog:
     """The `calls` table of one run's archive."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "archive.sqlite"
+        self.path = run_dir / ARCHIVE_FILE
         run_dir.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)

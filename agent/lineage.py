@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypedDict
 
+from agent.rundir import ARCHIVE_FILE
 from agent.state import Candidate
 
 SCHEMA = """
@@ -55,7 +56,7 @@ class LineageLog:
     """The `lineage` table of one run's archive."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "archive.sqlite"
+        self.path = run_dir / ARCHIVE_FILE
         run_dir.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
@@ -85,7 +86,7 @@ class LineageLog:
 
 def read_parents(run_dir: Path) -> dict[int, Parents]:
     """The recorded edges of a run (empty for a run archived before lineage was kept)."""
-    path = run_dir / "archive.sqlite"
+    path = run_dir / ARCHIVE_FILE
     if not path.is_file():
         return {}
     db = sqlite3.connect(path, timeout=30)

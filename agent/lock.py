@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import IO
 
+from agent.rundir import LOCK_FILE
+
 
 class RunBusy(RuntimeError):
     """Another live process holds the run; the message names it and the fix."""
@@ -18,7 +20,7 @@ class RunBusy(RuntimeError):
 
 class RunLock:
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "run.lock"
+        self.path = run_dir / LOCK_FILE
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:

@@ -36,6 +36,7 @@ from agent.prompts import (
     improver_messages,
     outcome_text,
 )
+from agent.rundir import run_path
 from agent.settings import Role, Settings
 from agent.state import (
     Branch,
@@ -78,7 +79,7 @@ def archive_for(run_dir: Path) -> RunArchive:
 
 
 def run_archive(settings: Settings, run_id: str) -> RunArchive:
-    return archive_for((settings.runs_dir / run_id).resolve())
+    return archive_for(run_path(settings.runs_dir, run_id).resolve())
 
 
 def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
@@ -106,14 +107,14 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     """
     settings = context(runtime)
     single = settings.single_shot  # the baseline: the task alone, every time
-    best_shown = None if settings.no_reference or single else state.get("best")
+    best_shown = None if not settings.reference or single else state.get("best")
     last_shown = None if single else state.get("last")
     messages = generator_messages(
         state["task"],
         best=best_shown,
         last=last_shown,
-        suggestion="" if settings.no_improver or single else state.get("suggestion", ""),
-        window=[] if settings.no_history or single else state["window"],
+        suggestion="" if not settings.improver or single else state.get("suggestion", ""),
+        window=[] if not settings.memory or single else state["window"],
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
     branch = state.get("branch")
@@ -245,12 +246,12 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     read = batch[-1][0]["iteration"]  # the Improver's call belongs to the result it read
     # also the live view's cue that every candidate up to `read` is in (a round is joined)
     stage("advising", read, ok=state.get("ok_count", 0), best_val_accuracy=best_acc)
-    if reason is None and not (settings.no_improver or settings.single_shot):
+    if reason is None and settings.improver and not settings.single_shot:
         messages = improver_messages(
             state["task"],
             last=last,
             best=best,
-            window=[] if settings.no_history else window,
+            window=window if settings.memory else [],
             round_candidates=[candidate for candidate, _ in batch],
         )
         started = time.monotonic()

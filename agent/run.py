@@ -18,39 +18,88 @@ from typing import Any, get_args
 
 from agent.llm import LLMUnavailable
 from agent.lock import RunBusy, RunLock
+from agent.rundir import mark_embedded, run_path
 from agent.search import (
     BAD_INPUT,
-    EMBEDDED_FILE,
     embedded_llm,
     finish,
     preflight_all,
     resolve,
     search,
 )
-from agent.settings import Settings
+from agent.settings import OLD_NAMES, Settings
 from sandbox.backends.base import BackendUnavailable
+from sandbox.settings import bad_input
+
+# Every setting's flag, in the group `--help` shows it in (a setting in no group is an error).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "LLM": (
+        *("generator_base_url", "generator_model", "generator_api_key"),
+        *("generator_temperature", "generator_max_tokens"),
+        *("improver_base_url", "improver_model", "improver_api_key"),
+        *("improver_temperature", "improver_max_tokens", "llm_timeout_s", "llm_retries"),
+    ),
+    "search": (
+        *("iterations", "history_k", "parallel", "target_accuracy", "improver", "memory"),
+        *("reference", "single_shot", "run_seed", "constraints"),
+    ),
+    "sandbox": (
+        *("sandbox", "image", "warm_worker", "timeout_s", "memory_mb", "pids_limit"),
+        *("scratch_mb", "gpus", "gpu_memory_fraction", "executor", "ray_retries"),
+    ),
+    "training": (
+        *("dataset", "data_dir", "val_size", "split_seed", "train_limit", "epochs"),
+        *("batch_size", "lr", "momentum", "weight_decay", "lr_schedule", "seed", "autocast"),
+        *("channels_last", "threads"),
+    ),
+    "limits": ("max_params", "max_flops", "max_peak_memory_mb", "max_latency_ms"),
+    "results": ("runs_dir", "final_top_k", "final_epochs", "final_weights"),
+}
+# Old flags that still work: each sets the positive setting that replaced it, to False
+OLD_FLAGS = {"--no-history": "memory"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m agent.run", description="Run (or resume) an LLM-driven architecture search."
+        prog="python -m agent.run",
+        description="Run (or resume) an LLM-driven architecture search. Every setting's flag "
+        "mirrors a NASLOOP_* variable (.env.example); a flag given wins over the environment, "
+        "and a resumed run keeps its own settings unless a flag changes them.",
     )
-    parser.add_argument("--run-id", help="resume this run (or start a new run with this id)")
-    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    for name, field in Settings.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        help_text = f"{field.description or ''} (NASLOOP_{name.upper()}; default {field.default})"
-        help_text = help_text.replace("%", "%%")  # argparse formats help strings
-        if field.annotation is bool:
-            # --flag sets True and --no-flag False. Not BooleanOptionalAction: it reads any flag
-            # that starts with --no- as a negation, so --no-history would set no_history False.
-            parser.add_argument(flag, dest=name, action="store_const", const=True, help=help_text)
-            parser.add_argument(
-                "--no-" + flag[2:], dest=name, action="store_const", const=False, help=f"{flag} off"
-            )
-        else:
-            parser.add_argument(flag, dest=name, metavar=_metavar(field.annotation), help=help_text)
+    run = parser.add_argument_group("run")
+    run.add_argument("--run-id", help="resume this run (or start a new run with this id)")
+    run.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    grouped = [name for names in GROUPS.values() for name in names]
+    ungrouped = set(Settings.model_fields) - set(grouped) - set(OLD_NAMES)
+    if ungrouped or len(grouped) != len(set(grouped)):
+        raise RuntimeError(f"settings without exactly one --help group: {sorted(ungrouped)}")
+    old = {name: flag for flag, name in OLD_FLAGS.items()}
+    for title, names in GROUPS.items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            _add_setting(group, name)
+            if name in old:
+                help_text = f"old name of --no-{name}"
+                group.add_argument(
+                    old[name], dest=name, action="store_const", const=False, help=help_text
+                )
     return parser
+
+
+def _add_setting(group: argparse._ArgumentGroup, name: str) -> None:
+    field = Settings.model_fields[name]
+    flag = "--" + name.replace("_", "-")
+    help_text = f"{field.description} (NASLOOP_{name.upper()}; default {field.default})"
+    help_text = help_text.replace("%", "%%")  # argparse formats help strings
+    if field.annotation is bool:
+        # --flag sets True and --no-flag False. Not BooleanOptionalAction, so that an old flag
+        # like --no-history can sit beside them as a plain alias.
+        group.add_argument(flag, dest=name, action="store_const", const=True, help=help_text)
+        group.add_argument(
+            "--no-" + flag[2:], dest=name, action="store_const", const=False, help=f"{flag} off"
+        )
+    else:
+        group.add_argument(flag, dest=name, metavar=_metavar(field.annotation), help=help_text)
 
 
 def _metavar(annotation: Any) -> str:
@@ -75,7 +124,7 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         flags = setting_flags(args)
         settings, run_id, resuming = resolve(flags, args.run_id)
-        lock = RunLock(settings.runs_dir / run_id)
+        lock = RunLock(run_path(settings.runs_dir, run_id))
         stack.callback(lock.release)
         if resuming:
             lock.acquire()  # refuse a second process before it starts servers or checks anything
@@ -84,14 +133,11 @@ def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         if not resuming:
             lock.acquire()  # only now may a new run's directory exist
     except (*BAD_INPUT, RunBusy) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     if embedded is not None:
-        marker = settings.runs_dir / run_id / EMBEDDED_FILE
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"model": embedded.spec}))
+        mark_embedded(run_path(settings.runs_dir, run_id), embedded.spec)
     verb = "resuming" if resuming else "starting"
-    print(f"nasloop: {verb} run {run_id} in {settings.runs_dir / run_id}", file=sys.stderr)
+    print(f"nasloop: {verb} run {run_id} in {run_path(settings.runs_dir, run_id)}", file=sys.stderr)
     resume_hint = f"the run is saved, resume it with `python -m agent.run --run-id {run_id}`"
     try:
         result = search(settings, run_id, resuming, quiet=False)

@@ -9,17 +9,14 @@ The CLI (`python -m agent.run`, agent/run.py) and the `search_architectures` too
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
-from pydantic import SecretStr
 
 from agent.archive import RunArchive
 from agent.graph import build_graph
@@ -28,6 +25,15 @@ from agent.llm_server.models import ModelChoice, embedded_default_model
 from agent.llm_server.server import answers, server_for
 from agent.llm_server.settings import ServerError, embedded_settings
 from agent.progress import progress_view
+from agent.rundir import (
+    CHECKPOINTS_FILE,
+    embedded_model,
+    reopen,
+    run_path,
+    save_settings,
+    saved_settings,
+    uses_embedded,
+)
 from agent.settings import Settings, load_settings
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
@@ -42,8 +48,6 @@ BAD_INPUT = (
     LLMUnavailable,
     ServerError,
 )
-SETTINGS_FILE = "settings.json"
-EMBEDDED_FILE = "embedded_llm.json"  # in a run dir: the run uses the embedded server, this model
 
 
 def new_run_id() -> str:
@@ -56,11 +60,10 @@ def resolve(flags: dict[str, Any], run_id: str | None) -> tuple[Settings, str, b
     and only `flags` (settings given now) override them."""
     settings = load_settings(**flags)
     run_id = run_id or new_run_id()
-    saved = settings.runs_dir / run_id / SETTINGS_FILE
-    if not saved.is_file():
+    path = run_path(settings.runs_dir, run_id)
+    if saved_settings(path) is None:
         return settings, run_id, False
-    stored = json.loads(saved.read_text())
-    return load_settings(**{**stored, **flags}), run_id, True
+    return reopen(path, **flags), run_id, True
 
 
 def embedded_llm(
@@ -70,22 +73,22 @@ def embedded_llm(
     resuming: bool,
     stack: contextlib.ExitStack,
 ) -> tuple[Settings, ModelChoice | None]:
-    """Start the embedded llama.cpp server (agent/llm_server) when the user configured no LLM server
-    and none answers on the local default port; `stack` stops it. Both roles then use it.
+    """Start the embedded llama.cpp server (agent/llm_server) when the user configured no LLM
+    server and none answers on the local default port; `stack` stops it. Both roles then use it.
 
     "Configured" means NASLOOP_GENERATOR_BASE_URL set now (flag, environment or .env). A resumed
     run does the same if it started on the embedded server, with the model it started with.
     """
     if "generator_base_url" in load_settings(**flags).model_fields_set:
         return settings, None
-    marker = settings.runs_dir / run_id / EMBEDDED_FILE
-    if resuming and not marker.is_file():
+    path = run_path(settings.runs_dir, run_id)
+    if resuming and not uses_embedded(path):
         return settings, None  # it ran against a configured server: keep that one
     embedded = embedded_settings()
     url = embedded.local_url()
     if answers(url):  # e.g. `python -m agent.serve` in another terminal
         return settings.model_copy(update={"generator_base_url": url}), None
-    stored = json.loads(marker.read_text()).get("model") if marker.is_file() else None
+    stored = embedded_model(path)
     if stored and not embedded.model:
         choice = ModelChoice(stored, "the model this run started with")
     else:
@@ -106,24 +109,15 @@ def embedded_llm(
 def preflight_all(settings: Settings) -> None:
     """Raise one of BAD_INPUT, with a message that names the fix, before anything is written."""
     preflight("generator", settings.role("generator"))
-    if not (settings.no_improver or settings.single_shot):
+    if settings.improver and not settings.single_shot:
         preflight("improver", settings.role("improver"))
     # prepares the dataset, picks and checks the sandbox, and connects to the Ray cluster if one
     # is asked for (here: in the main thread, once)
     executor_for(settings).check()
 
 
-def save_settings(settings: Settings, run_dir: Path) -> None:
-    data = settings.model_dump(mode="json")
-    for key, value in settings:
-        if isinstance(value, SecretStr):
-            del data[key]  # keys stay in the environment, never in the run directory
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / SETTINGS_FILE).write_text(json.dumps(data, indent=2, default=str))
-
-
 def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict[str, Any]:
-    run_dir = settings.runs_dir / run_id
+    run_dir = run_path(settings.runs_dir, run_id)
     if not resuming:
         save_settings(settings, run_dir)
     config = RunnableConfig(
@@ -131,7 +125,7 @@ def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict
     )
     if settings.parallel > 1:  # every branch of a round in flight at once, and LangGraph's own
         config["max_concurrency"] = settings.parallel + 4  # background work (stream, checkpoints)
-    with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
+    with SqliteSaver.from_conn_string(str(run_dir / CHECKPOINTS_FILE)) as saver:
         graph = build_graph(checkpointer=saver)
         snapshot = graph.get_state(config)
         start: dict[str, Any] | None = None if snapshot.next else {"run_id": run_id}
@@ -158,10 +152,11 @@ def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict
 
 
 def summarise(settings: Settings, run_id: str, state: dict[str, Any]) -> dict[str, Any]:
-    summary = RunArchive(settings.runs_dir / run_id).summary()
+    run_dir = run_path(settings.runs_dir, run_id)
+    summary = RunArchive(run_dir).summary()
     return {
         "run_id": run_id,
-        "run_dir": str(settings.runs_dir / run_id),
+        "run_dir": str(run_dir),
         "dataset": state.get("task", {}).get("dataset", settings.dataset),
         "stop_reason": state.get("stop_reason"),
         **summary,
@@ -177,7 +172,7 @@ def finish(settings: Settings, run_id: str) -> dict[str, Any]:
     from agent.results.final_test import run_final_test
     from agent.results.report import write_report
 
-    run_dir = settings.runs_dir / run_id
+    run_dir = run_path(settings.runs_dir, run_id)
 
     def attempt(step: str, module: str, action: Callable[[], Any]) -> Any:
         try:

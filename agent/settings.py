@@ -8,14 +8,16 @@ vocabulary. `.env.example` documents every field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, TypeAdapter, ValidationError, model_validator
 
 from sandbox.settings import SandboxSettings, SettingsError, explain
 
 Role = Literal["generator", "improver"]
+# Old setting names (negated) → the positive settings that replaced them
+OLD_NAMES = {"no_improver": "improver", "no_history": "memory", "no_reference": "reference"}
+_BOOL = TypeAdapter(bool)
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,17 @@ class Settings(SandboxSettings):
         "Qwen/Qwen2.5-Coder-7B-Instruct", description="Generator model name (vLLM: the hub id)"
     )
     generator_api_key: SecretStr = Field(SecretStr("local"), description="key, if the server asks")
-    generator_temperature: float = Field(0.7, ge=0, le=2)
+    generator_temperature: float = Field(
+        0.7, ge=0, le=2, description="Generator's sampling temperature"
+    )
     generator_max_tokens: int = Field(2048, ge=64, description="longest answer: one whole module")
     improver_base_url: str | None = Field(None, description="default: the Generator's")
     improver_model: str | None = Field(None, description="default: the Generator's")
     improver_api_key: SecretStr | None = Field(None, description="default: the Generator's")
-    improver_temperature: float = Field(0.3, ge=0, le=2)
-    improver_max_tokens: int = Field(512, ge=64)
+    improver_temperature: float = Field(
+        0.3, ge=0, le=2, description="Improver's sampling temperature"
+    )
+    improver_max_tokens: int = Field(512, ge=64, description="longest answer: one short JSON")
     llm_timeout_s: float = Field(300.0, gt=0, description="one LLM request, seconds")
     llm_retries: int = Field(3, ge=0, le=10, description="retries of a failed LLM request")
 
@@ -53,9 +59,20 @@ class Settings(SandboxSettings):
     target_accuracy: float | None = Field(
         None, gt=0, le=1, description="stop once the best validation accuracy reaches this"
     )
-    no_improver: bool = Field(False, description="ablation: no Improver, no suggestions")
-    no_history: bool = Field(False, description="ablation: the Generator sees no window")
-    no_reference: bool = Field(False, description="ablation: the Generator sees no best code")
+    improver: bool = Field(
+        True, description="ask the Improver for the next change (off: ablation, no suggestions)"
+    )
+    memory: bool = Field(
+        True, description="show the Generator the K-window of triples (off: ablation, K=0)"
+    )
+    reference: bool = Field(
+        True, description="show the Generator the best code so far (off: ablation)"
+    )
+    # The old, negated names of the three above, still read (NASLOOP_NO_IMPROVER=1, a Studio
+    # context's `no_improver`, a run saved before the rename); never written back.
+    no_improver: bool | None = Field(None, exclude=True, description="old name: not improver")
+    no_history: bool | None = Field(None, exclude=True, description="old name: not memory")
+    no_reference: bool | None = Field(None, exclude=True, description="old name: not reference")
     single_shot: bool = Field(
         False, description="baseline: the Generator sees only the task, no Improver is called"
     )
@@ -67,6 +84,26 @@ class Settings(SandboxSettings):
     )
     final_epochs: int = Field(1, ge=1, description="training epochs of each final-test candidate")
     final_weights: bool = Field(True, description="keep the final test's trained weights")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """no_improver/no_history/no_reference → not improver/memory/reference; the new name
+        wins where both are given."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in OLD_NAMES.items():
+            if data.get(old) is None:
+                continue
+            try:
+                value = _BOOL.validate_python(data[old])
+            except ValidationError:
+                continue  # left in place: its own field refuses it, under its own name
+            del data[old]
+            if new not in data:
+                data[new] = not value
+        return data
 
     def role(self, role: Role) -> RoleConfig:
         if role == "generator":
@@ -93,13 +130,3 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(explain(exc)) from None
-
-
-def existing_run_dir(run_id: str, runs_dir: Path | None, holds: str) -> Path:
-    """The directory of a finished or interrupted run (`runs_dir` defaults to NASLOOP_RUNS_DIR);
-    FileNotFoundError naming the fix when it lacks `holds`, the file the caller reads."""
-    run_dir = (runs_dir or load_settings().runs_dir) / run_id
-    if not (run_dir / holds).is_file():
-        fix = "check the run id and --runs-dir"
-        raise FileNotFoundError(f"no run in {run_dir} (no {holds}): {fix}")
-    return run_dir

@@ -105,7 +105,7 @@ def install_stand_ins(iterations: int, watch: Stopwatch) -> None:
     # The seams the graph tests use too: the nodes look these up at call time.
     setattr(nodes, "chat_for", lambda role, settings: chats[role])  # noqa: B010
     data = FakeEvaluator().dataset
-    task = {"dataset": data.name, "input_shape": list(data.input_shape)}
+    task: dict[str, Any] = {"dataset": data.name, "input_shape": list(data.input_shape)}
     task.update(num_classes=data.num_classes, n_train=data.n_train)
     setattr(nodes, "task_for", lambda settings: task)  # noqa: B010
     setattr(nodes, "train_candidate_for", lambda settings: tool)  # noqa: B010

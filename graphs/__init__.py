@@ -1,1 +1,1 @@
-"""Graph assembly only: `build_graph(...)` and the module-level `graph` for `langgraph.json`."""
+"""`graphs/nas.py` exports the compiled search graph, `graph`, for `langgraph.json`."""

@@ -258,11 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(
-            f"Docker engine not reachable ({first}): start it (sudo .ci/start-dockerd)",
-            file=sys.stderr,
-        )
+        from sandbox.backends.docker import engine_error  # it imports this module
+
+        print(engine_error(exc), file=sys.stderr)
         return 2
 
     try:

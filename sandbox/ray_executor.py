@@ -27,8 +27,6 @@ BackendUnavailable: the run stops and can be resumed.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import socket
@@ -36,13 +34,13 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, UnknownDataset
 from sandbox.evaluate import Evaluator, evaluator_from_settings
+from sandbox.locks import exclusive
 from sandbox.result import EvalResult, RayPlacement, new_result
 from sandbox.settings import SandboxSettings
 
@@ -250,23 +248,13 @@ def worker_evaluator(settings_json: str, gpus: str) -> Evaluator:
             scratch = Path(tempfile.gettempdir()) / "nasloop-ray"
             update = {"gpus": gpus, "runs_dir": scratch, "warm_worker": False}
             settings = settings.model_copy(update=update)
-            with _node_lock(settings.data_dir):
+            # dataset preparation: once per node, the node's other workers wait for it
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            with exclusive(settings.data_dir / ".nasloop-prepare.lock"):
                 evaluator = evaluator_from_settings(settings, announce=False)
             evaluator.cache = None
             _worker_evaluators[key] = evaluator
         return _worker_evaluators[key]
-
-
-@contextlib.contextmanager
-def _node_lock(data_dir: Path) -> Iterator[None]:
-    """Serialise dataset preparation among the worker processes of one node."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / ".nasloop-prepare.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _unreachable(address: str, timeout_s: float = 5.0) -> str | None:

@@ -6,6 +6,7 @@ Everything that decides how one candidate is trained and contained lives here, s
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +18,18 @@ from sandbox.hardware import HardwareLimits
 ENV_PREFIX = "NASLOOP_"
 
 
+BAD_INPUT_EXIT = 2  # every nasloop command's exit code for bad input (nothing was written)
+
+
 class SettingsError(ValueError):
     """A setting has a bad value; the message is one line that names it and the fix."""
+
+
+def bad_input(exc: BaseException | str) -> int:
+    """How every nasloop command reports bad input: `nasloop: error: <one line naming the fix>`
+    on stderr; returns the exit code, BAD_INPUT_EXIT."""
+    print(f"nasloop: error: {exc}", file=sys.stderr)
+    return BAD_INPUT_EXIT
 
 
 class SandboxSettings(BaseSettings):
@@ -60,16 +71,18 @@ class SandboxSettings(BaseSettings):
 
     train_limit: int | None = Field(None, gt=0, description="use only the first N training images")
     epochs: int = Field(1, ge=1, description="training epochs per candidate (the proxy uses 1)")
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(0.01, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0)
-    lr_schedule: Literal["epoch_cosine", "step_cosine"] = "epoch_cosine"
+    batch_size: int = Field(128, ge=1, description="training batch size")
+    lr: float = Field(0.01, gt=0, description="SGD learning rate (start of the cosine schedule)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(5e-4, ge=0, description="SGD weight decay")
+    lr_schedule: Literal["epoch_cosine", "step_cosine"] = Field(
+        "epoch_cosine", description="cosine per epoch (flat within one), or per batch"
+    )
     seed: int = Field(0, ge=0, description="training seed")
     autocast: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto", description="mixed precision: auto = bf16 where fast (GPU; CPU with AMX), else fp32"
     )
-    channels_last: bool = True
+    channels_last: bool = Field(True, description="train in channels-last memory format")
     threads: int = Field(0, ge=0, description="torch threads inside the sandbox; 0 = torch default")
 
     # Hardware limits (unset: none); a net over one is an `over_limit` failure (sandbox/hardware)

@@ -23,7 +23,7 @@ from sandbox.evaluate import Evaluator, evaluator_from_settings
 from sandbox.executors import CandidateEvaluator, LocalExecutor, make_executor
 from sandbox.ray_executor import RayExecutor
 from sandbox.result import EvalResult
-from sandbox.settings import SandboxSettings, SettingsError, load_settings
+from sandbox.settings import SandboxSettings, SettingsError, bad_input, load_settings
 
 REFERENCE_NET = Path(__file__).with_name("reference_net.py")
 DESCRIPTION = (
@@ -92,6 +92,18 @@ def train_candidate_for(settings: SandboxSettings) -> BaseTool:
     return _tools[key]
 
 
+def close_all() -> None:
+    """Close every evaluator built here (a warm worker's container with it) and forget them,
+    with the executors and tools in front of them."""
+    for evaluator in _evaluators.values():
+        close = getattr(evaluator.backend, "close", None)
+        if close:
+            close()
+    _evaluators.clear()
+    _executors.clear()
+    _tools.clear()
+
+
 def default_evaluator() -> Evaluator:
     return evaluator_for(load_settings())
 
@@ -117,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         code = args.file.read_text(encoding="utf-8")
         result = train_candidate.invoke({"code": code})
     except (OSError, SettingsError, UnknownDataset, DatasetUnavailable, BackendUnavailable) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     print(json.dumps(result, indent=2))
     return 0 if result["status"] == "ok" else 1
 

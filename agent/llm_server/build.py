@@ -27,8 +27,6 @@ cached under its own directory (`<version>-<hash of the flags>`), next to the pl
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import os
 import shlex
@@ -38,8 +36,9 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
+
+from sandbox.locks import exclusive
 
 __all__ = [
     "LLAMA_CPP_PYTHON_VERSION",
@@ -117,7 +116,7 @@ def build_llama_server(
     """
     target = cached_llama_server(version)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(target.parent / ".lock"):
+    with exclusive(target.parent / ".lock"):
         if target.is_file() and not force:
             return target
         for tool in ("cmake", "c++"):
@@ -199,16 +198,6 @@ def _run(cmd: list[str], what: str, log: bool) -> None:
 
 def _say(text: str) -> None:
     print(f"llama_build: {text}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def main(argv: list[str] | None = None) -> int:

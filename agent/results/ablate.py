@@ -34,17 +34,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.results.final_test import load_results
 from agent.results.numbers import archive_rows, best_so_far
+from agent.rundir import load_final_test, run_path
 
+# Each variant: the switches it turns over from the full method's setting (SWITCHES)
 VARIANTS: dict[str, tuple[str, ...]] = {
     "full": (),
-    "no_history": ("no_history",),
-    "no_improver": ("no_improver",),
-    "no_reference": ("no_reference",),
+    "no_history": ("memory",),
+    "no_improver": ("improver",),
+    "no_reference": ("reference",),
     "single_shot": ("single_shot",),
 }
-SWITCHES = ("no_history", "no_improver", "no_reference", "single_shot")
+SWITCHES = {"memory": True, "improver": True, "reference": True, "single_shot": False}
 ABLATIONS_DIR = "ablations"
 
 
@@ -56,9 +57,10 @@ def run_argv(run_id: str, variant: str, seed: int, iterations: int, extra: list[
     """The `agent.run` command line of one (variant, seed) run."""
     argv = ["--run-id", run_id, "--iterations", str(iterations)]
     argv += ["--run-seed", str(seed), "--seed", str(seed)]
-    for switch in SWITCHES:
+    for switch, full in SWITCHES.items():
+        on = full != (switch in VARIANTS[variant])
         flag = switch.replace("_", "-")
-        argv.append(f"--{flag}" if switch in VARIANTS[variant] else f"--no-{flag}")
+        argv.append(f"--{flag}" if on else f"--no-{flag}")
     if not any(a.startswith("--final-top-k") for a in extra):
         argv += ["--final-top-k", "0"]
     return argv + extra
@@ -72,7 +74,7 @@ def run_numbers(run_dir: Path, iterations: int) -> dict[str, Any]:
     if curve and len(curve) < iterations:
         curve += [curve[-1]] * (iterations - len(curve))
     ok = [r for r in rows if r["status"] == "ok"]
-    final = load_results(run_dir)
+    final = load_final_test(run_dir)
     return {
         "run_id": run_dir.name,
         "iterations": len(rows),
@@ -192,9 +194,8 @@ def collect(
     """Read every run of the ablation and aggregate; the runs must exist."""
     per_run: dict[str, list[dict[str, Any]]] = {}
     for variant in variants:
-        per_run[variant] = [
-            run_numbers(runs_dir / run_id_for(name, variant, seed), iterations) for seed in seeds
-        ]
+        run_dirs = [run_path(runs_dir, run_id_for(name, variant, seed)) for seed in seeds]
+        per_run[variant] = [run_numbers(path, iterations) for path in run_dirs]
     return {
         "name": name,
         "iterations": iterations,
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from agent import run as agent_run
     from agent.settings import Settings, load_settings
-    from sandbox.settings import SettingsError
+    from sandbox.settings import SettingsError, bad_input
 
     name = args.name or time.strftime("ablate-%Y%m%d-%H%M%S")
     flags = vars(agent_run.build_parser().parse_args(extra))  # a bad flag stops us here
@@ -258,8 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         fields = {k: v for k, v in flags.items() if k in Settings.model_fields and v is not None}
         runs_dir = load_settings(**fields).runs_dir
     except SettingsError as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     total = len(args.variants) * len(args.seeds)
     n = 0
     for seed in args.seeds:  # seeds outermost: an early stop leaves every variant comparable

@@ -28,9 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from agent.archive import RunArchive
-from agent.results.final_test import load_results
+from agent.cli import run_command, run_parser
+from agent.rundir import (
+    EXPORT_DIR,
+    SETTINGS_FILE,
+    existing_run_dir,
+    load_final_test,
+    saved_settings,
+)
 
-EXPORT_DIR = "export"
 ROOT = Path(__file__).resolve().parents[2]  # the repository (for its git commit)
 
 _LOADER = '''
@@ -121,8 +127,8 @@ def export_run(run_dir: Path) -> Path | None:
     if not ok:
         return None
     best = max(ok, key=lambda r: (r["val_accuracy"], -r["iteration"]))
-    settings = json.loads((run_dir / "settings.json").read_text())
-    test = next((r for r in load_results(run_dir) if r["code_hash"] == best["code_hash"]), None)
+    settings = saved_settings(run_dir) or {}
+    test = next((r for r in load_final_test(run_dir) if r["code_hash"] == best["code_hash"]), None)
     used = dataset_used(rows) or settings.get("dataset")
     if used and used != settings.get("dataset"):  # the default was unavailable: say what ran
         settings = {**settings, "dataset": used}
@@ -142,7 +148,7 @@ def export_run(run_dir: Path) -> Path | None:
     else:
         (out / "best_net.pt").unlink(missing_ok=True)
 
-    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     env = [
         f"# Settings of nasloop run {run_dir.name}: use as .env for `python -m agent.run`.",
         "# API keys are never written here: set NASLOOP_GENERATOR_API_KEY yourself if needed.",
@@ -218,18 +224,11 @@ def _readme(run_dir: Path, best: dict[str, Any], test: dict[str, Any] | None, s:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.export", description=__doc__)
-    parser.add_argument("run_id")
-    parser.add_argument("--runs-dir", type=Path, help="default: NASLOOP_RUNS_DIR")
-    args = parser.parse_args(argv)
-    from agent.settings import existing_run_dir
-    from sandbox.settings import SettingsError
+    return run_command(run_parser("python -m agent.export", __doc__), argv, _export)
 
-    try:
-        out = export_run(existing_run_dir(args.run_id, args.runs_dir, "settings.json"))
-    except (OSError, SettingsError) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+
+def _export(args: argparse.Namespace) -> int:
+    out = export_run(existing_run_dir(args.run_id, args.runs_dir, SETTINGS_FILE))
     print(f"export: {out}" if out else "nothing to export: no candidate trained")
     return 0 if out else 1
 

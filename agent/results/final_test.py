@@ -16,39 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from agent.archive import RunArchive
+from agent.cli import run_command, run_parser
+from agent.rundir import WEIGHTS_DIR, load_final_test, reopen, run_path, store_final_test
 from agent.settings import Settings
 
-TABLE = """
-CREATE TABLE IF NOT EXISTS final_test (
-    rank INTEGER PRIMARY KEY,  -- 1 = best by validation accuracy
-    iteration INTEGER NOT NULL,
-    code_hash TEXT NOT NULL,
-    val_accuracy REAL,  -- the search's score, on the validation split
-    test_accuracy REAL,  -- this step's score, on the test split (None when it failed)
-    epochs INTEGER NOT NULL,
-    n_test INTEGER,
-    status TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    message TEXT,
-    params INTEGER,
-    flops INTEGER,
-    train_seconds REAL,
-    latency_ms REAL,
-    peak_memory_mb REAL,
-    weights_path TEXT,  -- relative to the run directory
-    result TEXT NOT NULL,
-    created REAL NOT NULL
-);
-"""
-WEIGHTS_DIR = Path("final") / "weights"
 Log = Callable[[str], None]
 
 
@@ -70,49 +47,20 @@ def top_candidates(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
     return picked[:k]
 
 
-def load_results(run_dir: Path) -> list[dict[str, Any]]:
-    """The stored final-test rows, best first; empty when there has been no final test."""
-    path = run_dir / "archive.sqlite"
-    if not path.is_file():
-        return []
-    db = sqlite3.connect(path, timeout=30)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM final_test ORDER BY rank")]
-    except sqlite3.OperationalError:  # no such table
-        return []
-    finally:
-        db.close()
-
-
-def _store(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    db = sqlite3.connect(run_dir / "archive.sqlite", timeout=30)
-    try:
-        with db:
-            db.executescript(TABLE)
-            db.execute("DELETE FROM final_test")
-            for row in rows:
-                names = ", ".join(row)
-                marks = ", ".join("?" for _ in row)
-                db.execute(f"INSERT INTO final_test ({names}) VALUES ({marks})", list(row.values()))
-    finally:
-        db.close()
-
-
 def run_final_test(settings: Settings, run_id: str, log: Log = _stderr) -> list[dict[str, Any]]:
     """Train and score the run's top `final_top_k` candidates on the test split; store and return
     the results (best by validation first)."""
     from sandbox.evaluate import held_out_evaluator
     from tools.train_candidate import evaluator_for
 
-    run_dir = settings.runs_dir / run_id
+    run_dir = run_path(settings.runs_dir, run_id)
     picks = top_candidates(RunArchive(run_dir).rows(), settings.final_top_k)
-    stored = load_results(run_dir)
+    stored = load_final_test(run_dir)
     wanted = [(r["code_hash"], settings.final_epochs) for r in picks]
     if wanted and wanted == [(r["code_hash"], r["epochs"]) for r in stored]:
         return stored
     if not picks:
-        _store(run_dir, [])
+        store_final_test(run_dir, [])
         return []
     keep = run_dir / WEIGHTS_DIR if settings.final_weights else None
     evaluator = held_out_evaluator(evaluator_for(settings), settings, settings.final_epochs, keep)
@@ -152,40 +100,26 @@ def run_final_test(settings: Settings, run_id: str, log: Log = _stderr) -> list[
             f"final test [{rank}/{len(picks)}] iteration {row['iteration']}: {shown} "
             f"(validation {row['val_accuracy']:.4f}, {settings.final_epochs} epoch(s))"
         )
-    _store(run_dir, results)
+    store_final_test(run_dir, results)
     return results
 
 
-def run_settings(run_dir: Path, **overrides: Any) -> Settings:
-    """A run's own settings (settings.json), with `overrides` winning."""
-    from agent.settings import load_settings
-
-    saved = run_dir / "settings.json"
-    if not saved.is_file():
-        raise FileNotFoundError(f"{run_dir} holds no run (no settings.json): check the run id")
-    stored = json.loads(saved.read_text())
-    return load_settings(**{**stored, **{k: v for k, v in overrides.items() if v is not None}})
-
-
 def main(argv: list[str] | None = None) -> int:
-    from agent.settings import load_settings
     from sandbox.backends.base import BackendUnavailable
-    from sandbox.settings import SettingsError
 
-    parser = argparse.ArgumentParser(prog="python -m agent.final_test", description=__doc__)
-    parser.add_argument("run_id")
-    parser.add_argument("--runs-dir", type=Path, help="default: NASLOOP_RUNS_DIR")
+    parser = run_parser("python -m agent.final_test", __doc__)
     parser.add_argument("--top-k", type=int, help="default: the run's final_top_k")
     parser.add_argument("--epochs", type=int, help="default: the run's final_epochs")
-    args = parser.parse_args(argv)
-    try:
-        runs_dir = args.runs_dir or load_settings().runs_dir
-        overrides = {"final_top_k": args.top_k, "final_epochs": args.epochs, "runs_dir": runs_dir}
-        settings = run_settings(runs_dir / args.run_id, **overrides)
-        results = run_final_test(settings, args.run_id)
-    except (OSError, SettingsError, BackendUnavailable) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(parser, argv, _final_test, errors=(BackendUnavailable,))
+
+
+def _final_test(args: argparse.Namespace) -> int:
+    from agent.settings import load_settings
+
+    runs_dir = args.runs_dir or load_settings().runs_dir
+    overrides = {"final_top_k": args.top_k, "final_epochs": args.epochs, "runs_dir": runs_dir}
+    settings = reopen(run_path(runs_dir, args.run_id), **overrides)
+    results = run_final_test(settings, args.run_id)
     print(json.dumps([{k: v for k, v in r.items() if k != "result"} for r in results], indent=2))
     return 0
 

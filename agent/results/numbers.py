@@ -13,7 +13,13 @@ from agent.archive import RunArchive
 
 TOP_K = 5
 ROLLING = 10  # candidates in the rolling success rate
-ABLATION_FLAGS = ("no_history", "no_improver", "no_reference", "single_shot")
+# A run's variant (agent/results/ablate.py), from its settings: name, setting, value that names it
+VARIANT_SETTINGS = (
+    ("no_history", "memory", False),
+    ("no_improver", "improver", False),
+    ("no_reference", "reference", False),
+    ("single_shot", "single_shot", True),
+)
 LIMIT_FIELDS = ("max_params", "max_flops", "max_peak_memory_mb", "max_latency_ms")
 
 
@@ -99,6 +105,16 @@ def _candidate(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in keys}
 
 
+def variant(settings: dict[str, Any]) -> list[str]:
+    """The ablations a run's saved settings name (old runs saved `no_history: true` and such)."""
+    named = [
+        name
+        for name, field, value in VARIANT_SETTINGS
+        if settings.get(field, not value) == value or settings.get(name) is True
+    ]
+    return named or ["full"]
+
+
 def summarise(
     rows: list[dict[str, Any]],
     final: list[dict[str, Any]] | None = None,
@@ -126,7 +142,7 @@ def summarise(
     return {
         "run_id": run_id,
         "dataset": next((r["dataset"] for r in rows if r.get("dataset")), settings.get("dataset")),
-        "variant": [f for f in ABLATION_FLAGS if settings.get(f)] or ["full"],
+        "variant": variant(settings),
         "limits": {k: settings[k] for k in LIMIT_FIELDS if settings.get(k) is not None},
         "iterations": len(rows),
         "ok": len(ok),

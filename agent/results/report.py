@@ -34,14 +34,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agent.cli import run_command, run_parser
 from agent.lineage import read_parents
 from agent.results.failures import failure_analysis, failures_markdown
-from agent.results.final_test import load_results
 from agent.results.lineage_plot import lineage_graph, plot_lineage
 from agent.results.numbers import TOP_K, archive_rows, summarise
 from agent.results.plots import plot_accuracy, plot_pareto, plot_success_rate
-
-REPORT_DIR = "report"
+from agent.rundir import (
+    ARCHIVE_FILE,
+    EXPORT_DIR,
+    REPORT_DIR,
+    existing_run_dir,
+    load_final_test,
+    saved_settings,
+)
 
 
 def _acc(value: float | None) -> str:
@@ -202,9 +208,8 @@ def markdown(summary: dict[str, Any], exported: bool = False) -> str:
 def write_report(run_dir: Path) -> Path:
     """Compute, write and return `<run dir>/report/` (report.md, summary.json, three PNGs)."""
     rows = archive_rows(run_dir)
-    settings_file = run_dir / "settings.json"
-    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
-    summary = summarise(rows, load_results(run_dir), settings, run_dir.name)
+    settings = saved_settings(run_dir) or {}
+    summary = summarise(rows, load_final_test(run_dir), settings, run_dir.name)
     parents = read_parents(run_dir)
 
     def code_of(row: dict[str, Any]) -> str | None:
@@ -220,25 +225,19 @@ def write_report(run_dir: Path) -> Path:
     plot_accuracy(rows, summary, out / "accuracy.png")
     plot_success_rate(rows, out / "success_rate.png")
     plot_pareto(rows, summary["limits"], out / "pareto.png")
-    exported = (run_dir / "export" / "best_net.py").is_file()
+    exported = (run_dir / EXPORT_DIR / "best_net.py").is_file()
     (out / "report.md").write_text(markdown(summary, exported), encoding="utf-8")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.report", description=__doc__)
-    parser.add_argument("run_id")
-    parser.add_argument("--runs-dir", type=Path, help="default: NASLOOP_RUNS_DIR")
+    parser = run_parser("python -m agent.report", __doc__)
     parser.add_argument("--json", action="store_true", help="print summary.json on stdout")
-    args = parser.parse_args(argv)
-    from agent.settings import existing_run_dir
-    from sandbox.settings import SettingsError
+    return run_command(parser, argv, _report)
 
-    try:
-        out = write_report(existing_run_dir(args.run_id, args.runs_dir, "archive.sqlite"))
-    except (OSError, SettingsError) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+
+def _report(args: argparse.Namespace) -> int:
+    out = write_report(existing_run_dir(args.run_id, args.runs_dir, ARCHIVE_FILE))
     if args.json:
         print((out / "summary.json").read_text(), end="")
     else:

@@ -20,9 +20,9 @@ from typing import Any
 
 from agent.archive import RunArchive
 from agent.calls import Call, CallLog
+from agent.cli import run_command, run_parser
 from agent.lineage import read_parents
-from agent.settings import existing_run_dir
-from sandbox.settings import SettingsError
+from agent.rundir import ARCHIVE_FILE, existing_run_dir
 
 ADVICE_CHARS = 70  # the table's one-line advice
 
@@ -34,7 +34,7 @@ class NotArchived(LookupError):
 def attempt_rows(run_dir: Path, iteration: int | None = None) -> list[dict[str, Any]]:
     """The `attempts` table's rows (programs tried within an iteration before the archived one:
     re-asks, repairs, mechanical fixes with their diff), if the run has that table."""
-    db = sqlite3.connect(run_dir / "archive.sqlite", timeout=30)
+    db = sqlite3.connect(run_dir / ARCHIVE_FILE, timeout=30)
     db.row_factory = sqlite3.Row
     try:
         if not db.execute("SELECT 1 FROM sqlite_master WHERE name='attempts'").fetchone():
@@ -172,24 +172,21 @@ def table_text(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.show", description=__doc__)
-    parser.add_argument("run_id")
+    parser = run_parser("python -m agent.show", __doc__)
     parser.add_argument("iteration", nargs="?", type=int, help="one candidate's whole story")
-    parser.add_argument("--runs-dir", type=Path, help="default: NASLOOP_RUNS_DIR")
     parser.add_argument("--json", action="store_true", help="JSON on stdout")
-    args = parser.parse_args(argv)
-    try:
-        run_dir = existing_run_dir(args.run_id, args.runs_dir, "archive.sqlite")
-        if args.iteration is None:
-            rows = run_table(run_dir)
-            payload: dict[str, Any] = {"run_id": args.run_id, "candidates": rows}
-            text = table_text(rows)
-        else:
-            payload = story(run_dir, args.iteration)
-            text = story_text(payload)
-    except (OSError, SettingsError, NotArchived) as exc:
-        print(f"nasloop: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(parser, argv, _show, (NotArchived,))
+
+
+def _show(args: argparse.Namespace) -> int:
+    run_dir = existing_run_dir(args.run_id, args.runs_dir, ARCHIVE_FILE)
+    if args.iteration is None:
+        rows = run_table(run_dir)
+        payload: dict[str, Any] = {"run_id": args.run_id, "candidates": rows}
+        text = table_text(rows)
+    else:
+        payload = story(run_dir, args.iteration)
+        text = story_text(payload)
     print(json.dumps(payload) if args.json else text, end="\n" if args.json else "")
     return 0
 

@@ -42,6 +42,7 @@ from sandbox.backends.base import (
     RunOutcome,
     runner_argv,
 )
+from sandbox.backends.workdir import owner_alive, owner_tag
 from sandbox.image import BUILD_HINT, DEFAULT_TAG, ImageInfo, read_labels
 
 log = logging.getLogger(__name__)
@@ -90,14 +91,22 @@ def confinement(memory_mb: int, pids: int, gpus: tuple[str, ...]) -> dict[str, A
     }
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
 
 
-def _unreachable(exc: BaseException) -> BackendUnavailable:
+def engine_error(exc: BaseException, doing: str = "") -> BackendUnavailable:
+    """The one translation of a Docker SDK or HTTP error into BackendUnavailable.
+
+    The engine's own refusal (a DockerException; its APIError is also a requests HTTPError, so
+    it is tested first) says what failed while `doing`; anything else, or no `doing`, means the
+    engine cannot be reached, and the message says how to start it.
+    """
+    if doing and isinstance(exc, docker.errors.DockerException):
+        return BackendUnavailable(f"{doing}: {one_line(exc)}")
     return BackendUnavailable(
-        f"Docker engine not reachable ({_one_line(exc)}): start it (sudo .ci/start-dockerd) "
+        f"Docker engine not reachable ({one_line(exc)}): start it (sudo .ci/start-dockerd) "
         "or set NASLOOP_SANDBOX=process"
     )
 
@@ -124,7 +133,7 @@ def _parse_user(user: str) -> tuple[int, int] | None:
     return None
 
 
-def _let_others_read(root: Path) -> None:
+def let_others_read(root: Path) -> None:
     """Make a read-only input tree readable by the sandbox user, who owns none of it.
 
     Directories made with tempfile.mkdtemp() are 0700; inside the container that shows as
@@ -143,8 +152,17 @@ def _let_others_read(root: Path) -> None:
             continue
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def owner_label() -> str:
+    """This process as its containers' owner label: "<host>:<pid>-<start time>" (see
+    workdir.owner_tag), so that a reused pid is not taken for a dead owner."""
+    return f"{socket.gethostname()}:{owner_tag()}"
+
+
+def parse_owner_label(label: str) -> tuple[str, int, str] | None:
+    """(host, pid, start) from an owner label; start is "na" in labels written before it was."""
+    host, _, tag = label.rpartition(":")
+    pid, _, start = tag.partition("-")
+    return (host, int(pid), start or "na") if host and pid.isdigit() else None
 
 
 def reap_orphans(client: Any) -> int:
@@ -152,8 +170,8 @@ def reap_orphans(client: Any) -> int:
     host = socket.gethostname()
     removed = 0
     for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
-        owner_host, _, pid = container.labels.get(OWNER_LABEL, "").rpartition(":")
-        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+        owner = parse_owner_label(container.labels.get(OWNER_LABEL, ""))
+        if owner is None or owner[0] != host or owner_alive(owner[1], owner[2]):
             continue
         with contextlib.suppress(docker.errors.DockerException):
             container.remove(force=True)
@@ -161,16 +179,6 @@ def reap_orphans(client: Any) -> int:
     if removed:
         log.warning("removed %d sandbox container(s) left by a killed run", removed)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class DockerBackend:
@@ -200,7 +208,7 @@ class DockerBackend:
                 reap_orphans(self._client)
             self._client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise _unreachable(exc) from exc
+            raise engine_error(exc) from exc
         return self._client
 
     def _image_info(self, client: Any) -> tuple[ImageInfo, list[str]]:
@@ -212,7 +220,7 @@ class DockerBackend:
                 f"sandbox image {self.image} not found: build it with `{BUILD_HINT}`"
             ) from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise _unreachable(exc) from exc
+            raise engine_error(exc) from exc
         try:
             info = read_labels(image.labels, self.image)
         except ValueError as exc:
@@ -261,7 +269,7 @@ class DockerBackend:
         for d in (job.job_dir, job.data_dir):
             if not d.is_dir():
                 raise FileNotFoundError(f"job input directory missing: {d}")
-            _let_others_read(d)
+            let_others_read(d)
         job.out_dir.mkdir(parents=True, exist_ok=True)
         ids = _parse_user(self.user)
         try:
@@ -283,7 +291,7 @@ class DockerBackend:
         labels = {
             JOB_LABEL: str(job.out_dir.resolve()),
             "nasloop.container": name,
-            OWNER_LABEL: _owner(),
+            OWNER_LABEL: owner_label(),
         }
         container: Any = None
         try:
@@ -304,22 +312,13 @@ class DockerBackend:
                 )
                 started = time.monotonic()
                 container.start()
-            # docker's APIError is also a requests HTTPError: test for it first.
-            except docker.errors.DockerException as exc:
-                raise BackendUnavailable(
-                    f"could not start the sandbox container: {_one_line(exc)}"
-                ) from exc
-            except requests.exceptions.RequestException as exc:
-                raise _unreachable(exc) from exc
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                raise engine_error(exc, "could not start the sandbox container") from exc
 
             try:
                 return self._wait_and_collect(client, container, limits.timeout_s, started)
-            except docker.errors.DockerException as exc:
-                raise BackendUnavailable(
-                    f"lost the sandbox container while it ran: {_one_line(exc)}"
-                ) from exc
-            except requests.exceptions.RequestException as exc:
-                raise _unreachable(exc) from exc
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                raise engine_error(exc, "lost the sandbox container while it ran") from exc
         finally:
             self._remove(client, container, name)
 
@@ -365,7 +364,7 @@ class DockerBackend:
         try:
             raw: bytes = container.logs(stdout=True, stderr=True)
         except docker.errors.DockerException as exc:
-            return f"[nasloop: could not read the container's logs: {_one_line(exc)}]"
+            return f"[nasloop: could not read the container's logs: {one_line(exc)}]"
         tail = raw[-LOG_TAIL_BYTES:]
         return tail.decode("utf-8", errors="replace")
 
@@ -388,6 +387,6 @@ class DockerBackend:
                 if "already in progress" in str(exc):
                     return
                 if attempt == 2:
-                    log.error("could not remove sandbox container %s: %s", name, _one_line(exc))
+                    log.error("could not remove sandbox container %s: %s", name, one_line(exc))
                 else:
                     time.sleep(0.5)

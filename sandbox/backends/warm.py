@@ -45,11 +45,10 @@ from sandbox.backends.docker import (
     JOB_LABEL,
     OWNER_LABEL,
     DockerBackend,
-    _let_others_read,
-    _one_line,
-    _owner,
-    _unreachable,
     confinement,
+    engine_error,
+    let_others_read,
+    owner_label,
 )
 from sandbox.backends.workdir import make_job_dir
 from sandbox.image import DEFAULT_TAG
@@ -153,7 +152,7 @@ class WarmDockerBackend(DockerBackend):
     def _start(self, key: PoolKey) -> WarmPool:
         client = self._connect()
         info, image_env = self._image_info(client)
-        _let_others_read(Path(key.data_dir))
+        let_others_read(Path(key.data_dir))
         # Named like a job dir, so that a SIGKILLed owner's pool dir is reaped like one.
         root = make_job_dir(kind=WARM_DIR_KIND)
         for sub in ("jobs", "status", "runtime"):
@@ -186,7 +185,7 @@ class WarmDockerBackend(DockerBackend):
                 labels={
                     JOB_LABEL: name,
                     "nasloop.container": name,
-                    OWNER_LABEL: _owner(),
+                    OWNER_LABEL: owner_label(),
                     WARM_LABEL: "1",
                 },
                 user="0:0",
@@ -204,11 +203,7 @@ class WarmDockerBackend(DockerBackend):
                 with contextlib.suppress(Exception):
                     container.remove(force=True, v=True)
             shutil.rmtree(root, ignore_errors=True)
-            if isinstance(exc, docker.errors.DockerException):
-                raise BackendUnavailable(
-                    f"could not start the warm sandbox container: {_one_line(exc)}"
-                ) from exc
-            raise _unreachable(exc) from exc
+            raise engine_error(exc, "could not start the warm sandbox container") from exc
         # A random uid range per pool: RLIMIT_NPROC counts a uid's processes across the host,
         # so two pools (two runs at once) must never share one.
         uid_base = random.randrange(WARM_UID_MIN, 2**30, 1000)

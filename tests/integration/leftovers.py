@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sandbox.backends.docker import OWNER_LABEL, _owner
+from sandbox.backends.docker import OWNER_LABEL, owner_label, parse_owner_label
 from sandbox.backends.process import SANDBOX_UID
 from sandbox.backends.warm import WARM_DIR_KIND, WARM_LABEL, WARM_UID_MIN
 from sandbox.backends.workdir import JOB_DIR_PREFIX, OUT_MOUNT_SOURCE, mounts
@@ -43,13 +43,13 @@ def sandbox_processes() -> list[int]:
 def foreign_containers(client: Any) -> set[str]:
     """Ids of sandbox containers started by another process (a concurrent test run)."""
     found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
-    return {c.id for c in found if c.labels.get(OWNER_LABEL) != _owner()}
+    return {c.id for c in found if c.labels.get(OWNER_LABEL) != owner_label()}
 
 
 def our_containers(client: Any) -> list[Any]:
     """Our containers, but for warm pools: those live as long as their backend, by design (the
     jobs inside them are checked by uid, and test_warm_pool_is_removed_on_close checks closing)."""
-    found = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={_owner()}"})
+    found = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner_label()}"})
     return [c for c in found if WARM_LABEL not in c.labels]
 
 
@@ -90,7 +90,7 @@ def orphaned_containers(client: Any) -> list[Any]:
     host = socket.gethostname()
     found = []
     for c in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
-        owner_host, _, pid = c.labels.get(OWNER_LABEL, "").rpartition(":")
-        if owner_host == host and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        owner = parse_owner_label(c.labels.get(OWNER_LABEL, ""))
+        if owner and owner[0] == host and not Path(f"/proc/{owner[1]}").exists():
             found.append(c)
     return found

@@ -25,7 +25,7 @@ from agent.archive import RunArchive
 from agent.settings import Settings
 from agent.state import State
 from graphs.nas import graph as nas_graph
-from sandbox.backends.docker import OWNER_LABEL, _owner
+from sandbox.backends.docker import OWNER_LABEL, owner_label
 from tests.fakes import MNIST5K_REPLIES, FakeOpenAIServer, ScriptedResponder
 from tools.search import search_architectures
 
@@ -64,17 +64,13 @@ def nasloop_env(
         "LLM_RETRIES": "1",
     }.items():
         monkeypatch.setenv(f"NASLOOP_{name}", value)
-    owner = {"label": f"{OWNER_LABEL}={_owner()}"}
+    owner = {"label": f"{OWNER_LABEL}={owner_label()}"}
     # session-scoped fixtures (a shared warm pool) may hold containers of this process already
     before = {c.id for c in docker_client.containers.list(all=True, filters=owner)}
     yield runs
     # The tool's evaluators live as long as this process (a warm worker with them); close them,
     # then no container this test started may remain (other runs on the machine may have their own).
-    for evaluator in train_candidate_module._evaluators.values():
-        close = getattr(evaluator.backend, "close", None)
-        if close:
-            close()
-    train_candidate_module._evaluators.clear()
+    train_candidate_module.close_all()
     after = docker_client.containers.list(all=True, filters=owner)
     assert [c for c in after if c.id not in before] == []
 

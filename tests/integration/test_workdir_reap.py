@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from sandbox.backends.base import Backend, Limits
-from sandbox.backends.docker import OWNER_LABEL, DockerBackend
+from sandbox.backends.docker import OWNER_LABEL, DockerBackend, parse_owner_label
 from sandbox.backends.process import ProcessBackend
 from sandbox.backends.workdir import JOB_DIR_PREFIX, mounts, owner_tag
 from sandbox.data import PreparedDataset
@@ -89,8 +89,14 @@ def sandbox_started(kind: str, child: int, client: Any) -> bool:
     """Whether the child evaluator's candidate is running (so the kill lands mid-job)."""
     if kind == "process":
         return any(uid_of(p) in SANDBOX_UIDS for p in descendants(child))
-    owner = f"{OWNER_LABEL}={socket.gethostname()}:{child}"
-    return bool(client.containers.list(filters={"label": owner, "status": "running"}))
+    return bool(containers_of(client, child, status="running"))
+
+
+def containers_of(client: Any, pid: int, **filters: str) -> list[Any]:
+    """The sandbox containers whose owner label names process `pid` on this host."""
+    found = client.containers.list(all=True, filters={"label": OWNER_LABEL, **filters})
+    owner = (socket.gethostname(), pid)
+    return [c for c in found if (parse_owner_label(c.labels[OWNER_LABEL]) or ())[:2] == owner]
 
 
 def wait_mid_job(kind: str, child: subprocess.Popen[bytes], client: Any) -> Path:
@@ -173,7 +179,6 @@ def test_killed_evaluators_job_dir_is_reaped_by_the_next(
     assert not work.exists(), "the dead evaluator's job dir was not reaped"
     assert not [t for _, t in mounts() if t == out or t.startswith(out + "/")]
     assert (live_owner_dir / "out" / "report.json").is_file(), "a live owner's job dir was reaped"
-    owner = f"{OWNER_LABEL}={socket.gethostname()}:{child.pid}"
-    assert docker_client.containers.list(all=True, filters={"label": owner}) == []
+    assert containers_of(docker_client, child.pid) == []
     left = [g for name in groups for g in Path("/sys/fs/cgroup").glob(f"**/{name}")]
     assert left == [], f"the killed evaluator's cgroups are still there: {left}"

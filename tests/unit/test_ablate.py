@@ -18,8 +18,10 @@ from sandbox.result import new_result
 def test_each_variant_sets_every_switch(variant: str) -> None:
     argv = run_argv("x", variant, 2, 7, ["--train-limit", "500"])
     args = build_parser().parse_args(argv)
-    switches = ("no_history", "no_improver", "no_reference", "single_shot")
-    assert {s: getattr(args, s) for s in switches} == {s: s == variant for s in switches}
+    off = {"no_history": "memory", "no_improver": "improver", "no_reference": "reference"}
+    switches = {"memory": True, "improver": True, "reference": True, "single_shot": False}
+    expected = {s: full != (off.get(variant, variant) == s) for s, full in switches.items()}
+    assert {s: getattr(args, s) for s in switches} == expected
     assert (args.run_seed, args.seed, args.iterations, args.train_limit) == ("2", "2", "7", "500")
     assert args.final_top_k == "0"  # no final test unless asked
     asked = build_parser().parse_args(run_argv("x", variant, 0, 1, ["--final-top-k", "2"]))

@@ -183,7 +183,7 @@ def test_k_is_honoured(tmp_path: Path, roles: dict[str, RecordingChat], k: int) 
 def test_each_ablation_removes_exactly_what_it_names(
     tmp_path: Path, roles: dict[str, RecordingChat], switch: str, absent: str
 ) -> None:
-    run(tmp_path, iterations=12, **{switch: True})
+    run(tmp_path, iterations=12, **{switch: True})  # the old names, still read as aliases
     prompt = roles["generator"].prompts[11]
     assert absent not in prompt
     if switch == "no_improver":

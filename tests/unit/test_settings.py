@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from sandbox.settings import SettingsError, load_settings
@@ -60,7 +63,9 @@ def test_every_setting_is_documented_in_env_example() -> None:
     from agent.settings import Settings
 
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
-    names = [f"NASLOOP_{n.upper()}" for n in Settings.model_fields]
+    from agent.settings import OLD_NAMES
+
+    names = [f"NASLOOP_{n.upper()}" for n in Settings.model_fields if n not in OLD_NAMES]
     names += [f"NASLOOP_EMBEDDED_{n.upper()}" for n in EmbeddedSettings.model_fields]
     names += ["NASLOOP_LLAMA_SERVER", "NASLOOP_LLAMA_CMAKE_ARGS"]
     missing = [n for n in names if f"{n}=" not in text]
@@ -99,3 +104,48 @@ def test_every_setting_refuses_a_bad_value_in_one_line(monkeypatch: pytest.Monke
         monkeypatch.delenv(variable)
         checked += 1
     assert checked >= 30  # all numeric, boolean and choice settings
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("no_improver", "improver"), ("no_history", "memory"), ("no_reference", "reference")],
+)
+def test_the_old_negated_names_still_work_everywhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, old: str, new: str
+) -> None:
+    """NASLOOP_NO_X, a Studio context's (or a saved run's) no_x, and the old --no-x flags (or
+    --no-history) all switch the positive setting off; the new name wins where both are given;
+    the old name is never written back; no flag is a double negative."""
+    from agent.run import build_parser, setting_flags
+    from agent.rundir import reopen, save_settings
+    from agent.settings import Settings, load_settings
+
+    assert getattr(load_settings(), new) is True
+    monkeypatch.setenv(f"NASLOOP_{old.upper()}", "1")
+    assert getattr(load_settings(), new) is False
+    assert getattr(load_settings(**{new: True}), new) is True  # the new name wins
+    monkeypatch.delenv(f"NASLOOP_{old.upper()}")
+    assert getattr(Settings.model_validate({old: True}), new) is False  # a Studio context
+    assert getattr(Settings.model_validate({old: False}), new) is True
+    (tmp_path / "settings.json").write_text(json.dumps({old: True}))  # a run saved before
+    reopened = reopen(tmp_path)
+    assert getattr(reopened, new) is False
+    save_settings(reopened, tmp_path / "again")
+    saved = json.loads((tmp_path / "again" / "settings.json").read_text())
+    assert old not in saved and saved[new] is False
+    flag = "--no-history" if old == "no_history" else f"--no-{new}"
+    assert setting_flags(build_parser().parse_args([flag])) == {new: False}
+    assert setting_flags(build_parser().parse_args([f"--{new}"])) == {new: True}
+    assert "--no-no-" not in build_parser().format_help()
+
+
+def test_every_flag_of_agent_run_is_described_and_grouped() -> None:
+    from agent.run import GROUPS, build_parser
+
+    parser = build_parser()
+    titles = [group.title for group in parser._action_groups]
+    assert all(title in titles for title in ["LLM", "search", "sandbox", "training", "limits"])
+    assert "results" in titles
+    for action in parser._actions:
+        assert action.help and action.help.strip() and not action.help.startswith("None"), action
+    assert sum(len(names) for names in GROUPS.values()) >= 50

@@ -126,3 +126,19 @@ def test_a_mount_in_a_reaped_dir_is_unmounted_first(tmp_path: Path) -> None:
 
 def test_mount_table_escapes_are_undone() -> None:
     assert workdir._unescape(r"/tmp/with\040space\011tab\134back") == "/tmp/with space\ttab\\back"
+
+
+def test_a_container_owner_label_names_the_process_and_its_start() -> None:
+    """Container owners carry pid and start time, so a reused pid is not a live owner."""
+    import os
+    import socket
+
+    from sandbox.backends.docker import owner_label, parse_owner_label
+    from sandbox.backends.workdir import owner_alive
+
+    host, pid, start = parse_owner_label(owner_label()) or ("", 0, "")
+    assert (host, pid) == (socket.gethostname(), os.getpid()) and start != "na"
+    assert owner_alive(pid, start)
+    assert not owner_alive(pid, str(int(start) + 1))  # same pid, another process's start
+    assert parse_owner_label(f"{host}:{pid}") == (host, pid, "na")  # a label from before
+    assert parse_owner_label("garbage") is None
