@@ -19,14 +19,20 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+from langchain_core.messages import BaseMessage
 from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
 from agent.advice_reader import parse_improvement
 from agent.archive import RunArchive
+from agent.cascade_checks import SandboxChecks
+from agent.check import GeneratorCost, Iteration, attempt_recorder, check_and_train
 from agent.code_reader import extract_code
+from agent.hygiene import clean_advice
+from agent.lineage import parents_of
 from agent.llm import ask, make_chat
+from agent.novelty import REASK_SEED_STEP, reask_temperature
 from agent.observe import generator_called, improver_called, stage, worker_of
 from agent.prompts import (
     ERROR_CHARS,
@@ -36,6 +42,7 @@ from agent.prompts import (
     improver_messages,
     outcome_text,
 )
+from agent.prompts_short import short_generator_messages, with_note
 from agent.rundir import run_path
 from agent.settings import Role, Settings
 from agent.state import (
@@ -47,11 +54,12 @@ from agent.state import (
     Triple,
     WindowUpdate,
     best_accuracy,
+    push_triples,
     tally,
 )
-from sandbox.code import code_hash
-from sandbox.result import EvalResult, new_result
-from tools.train_candidate import task_for, train_candidate_for
+from agent.structured import ask_for_advice
+from sandbox.result import EvalResult
+from tools.train_candidate import executor_for, task_for, train_candidate_for
 
 TEMPERATURE_SPREAD = 0.2  # a parallel round's Generator temperatures span base ± this
 # What a parallel branch's prompt and progress event need from the state (its Send payload)
@@ -99,6 +107,34 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     return {**update, **_round_size(cast(State, update), settings)}
 
 
+def generator_prompt(state: State, settings: Settings) -> list[BaseMessage]:
+    """The Generator's messages for this state, in the run's prompt style, ablations applied."""
+    single = settings.single_shot  # the baseline: the task alone, every time
+    best, last = shown(state, settings)
+    build = generator_messages if settings.prompt_style == "paper" else short_generator_messages
+    return build(
+        state["task"],
+        best=best,
+        last=last,
+        suggestion="" if not settings.improver or single else state.get("suggestion", ""),
+        window=[] if not settings.memory or single else state["window"],
+        constraints=constraints_text(settings.constraints, settings.hardware_limits()),
+    )
+
+
+def shown(state: State, settings: Settings) -> tuple[Candidate | None, Candidate | None]:
+    """The best and the last candidate the Generator's prompt shows (None: not shown)."""
+    single = settings.single_shot
+    return None if not settings.reference or single else state.get("best"), (
+        None if single else state.get("last")
+    )
+
+
+def generator_settings(state: State, settings: Settings) -> Settings:
+    branch = state.get("branch")
+    return settings if branch is None else branch_settings(settings, branch)
+
+
 def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     """Ask the Generator for one complete module; extract its code without ever running it.
 
@@ -106,44 +142,53 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     carries this branch's code to its own `train`.
     """
     settings = context(runtime)
-    single = settings.single_shot  # the baseline: the task alone, every time
-    best_shown = None if not settings.reference or single else state.get("best")
-    last_shown = None if single else state.get("last")
-    messages = generator_messages(
-        state["task"],
-        best=best_shown,
-        last=last_shown,
-        suggestion="" if not settings.improver or single else state.get("suggestion", ""),
-        window=[] if not settings.memory or single else state["window"],
-        constraints=constraints_text(settings.constraints, settings.hardware_limits()),
-    )
-    branch = state.get("branch")
-    stage("generating", state["iteration"], branch)
+    stage("generating", state["iteration"], state.get("branch"))
+    messages = generator_prompt(state, settings)
     started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
-        chat_for("generator", settings if branch is None else branch_settings(settings, branch)),
-        messages,
+        chat_for("generator", generator_settings(state, settings)),
+        generator_prompt(state, settings),
         role="generator",
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
     )
     code, seconds = extract_code(reply.text), time.monotonic() - started
-    generator_called(
+    run_dir, parents = (
         run_archive(settings, state["run_id"]).run_dir,
-        iteration=state["iteration"],
-        attempt=0,
-        messages=messages,
-        reply=reply,
-        seconds=seconds,
-        code=code,
-        best_shown=best_shown,
-        last_shown=last_shown,
+        parents_of(*shown(state, settings)),
     )
+    generator_called(run_dir, state["iteration"], 0, messages, reply, seconds, code, parents)
     update = {"code": code, "gen_tokens": reply.tokens, "gen_seconds": seconds}
-    if branch is None:
+    if state.get("branch") is None:
         return Command(update=update, goto="train")
     return Command(goto=Send("train", {**state, **update}))
+
+
+def reasker(state: State, settings: Settings, cost: GeneratorCost) -> Any:
+    """The novelty check's re-ask: the same prompt plus the repeat note, hotter, another seed."""
+
+    def reask(n: int, note: str) -> str | None:
+        base = generator_settings(state, settings)
+        hotter = reask_temperature(base.generator_temperature, n)
+        started = time.monotonic()
+        messages = with_note(generator_prompt(state, settings), note)
+        reply = ask(
+            chat_for("generator", base.model_copy(update={"generator_temperature": hotter})),
+            messages,
+            role="generator",
+            seed=settings.run_seed + state["iteration"] + REASK_SEED_STEP * n,
+            retries=settings.llm_retries,
+        )
+        seconds = time.monotonic() - started
+        cost.add(reply.tokens, seconds)
+        code = extract_code(reply.text)
+        # re-ask n asks for the iteration's attempt n: each ask before it was one repeat
+        run_dir = run_archive(settings, state["run_id"]).run_dir
+        generator_called(run_dir, state["iteration"], n, messages, reply, seconds, code)
+        return code
+
+    return reask
 
 
 def branch_settings(settings: Settings, branch: Branch) -> Settings:
@@ -156,21 +201,36 @@ def branch_settings(settings: Settings, branch: Branch) -> Settings:
 
 
 def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """Score the candidate through the `train_candidate` tool and archive it before moving on.
+    """The check step (agent/check.py: novelty, lint, dry run, fixes), then training through the
+    `train_candidate` tool; every attempt and the iteration are archived before moving on.
 
     In a parallel round's branch only `round` is written; `improve` joins the round.
     """
     settings = context(runtime)
-    iteration, code = state["iteration"], state.get("code")
-    result: EvalResult
-    if code is None:
-        result = new_result("no_code", "the reply contained no Python code block", code_hash(""))
-    else:
-        stage("training", iteration, state.get("branch"))
-        result = train_candidate_for(settings).invoke({"code": code})
-    run_archive(settings, state["run_id"]).record_candidate(
-        iteration, code, result, state.get("gen_tokens", 0), state.get("gen_seconds")
+    iteration = state["iteration"]
+    archive = run_archive(settings, state["run_id"])
+    cost = GeneratorCost(state.get("gen_tokens", 0), state.get("gen_seconds") or 0.0)
+    checks = SandboxChecks(executor_for(settings), state["task"]) if settings.auto_fix else None
+    branch = state.get("branch")
+    stage("checking" if checks or settings.novelty else "training", iteration, branch)
+
+    def train_one(code: str) -> dict[str, Any]:
+        stage("training", iteration, branch)
+        return dict(train_candidate_for(settings).invoke({"code": code}))
+
+    final = check_and_train(
+        state.get("code"),
+        Iteration(
+            seen=archive.seen_before(iteration),  # from disk: a resumed run knows them too
+            train=train_one,
+            record=attempt_recorder(archive, iteration),
+            reask=reasker(state, settings, cost) if settings.novelty else None,
+            checks=checks,
+            iteration=iteration,
+        ),
     )
+    code, result = final.code, cast(EvalResult, final.result)  # every attempt's is one
+    archive.record_candidate(iteration, code, result, cost.tokens, cost.seconds)
     candidate = Candidate(iteration=iteration, code=code or "", result=result)
     counted = tally(Tally(best=state.get("best"), ok_count=state.get("ok_count", 0)), candidate)
     update: dict[str, Any]
@@ -237,7 +297,7 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             )
             for candidate, acc in batch
         ]
-        window = [*window, *closed][-settings.history_k :]
+        window = push_triples(window, closed, settings.history_k)
         update["window"] = WindowUpdate(append=closed, keep=settings.history_k)
     reason = stop_reason(state, settings)
     advice: Pending | None = None
@@ -255,24 +315,22 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             round_candidates=[candidate for candidate, _ in batch],
         )
         started = time.monotonic()
-        reply = ask(
+        reply = ask_for_advice(
             chat_for("improver", settings),
             messages,
-            role="improver",
             seed=settings.run_seed + read,
             retries=settings.llm_retries,
         )
         tokens = reply.tokens
-        parsed = parse_improvement(reply.text)
+        advice = clean_advice(parse_improvement(reply.text), SUGGESTION_CHARS)
         improver_called(
             archive.run_dir,
             iteration=read,
             messages=messages,
             reply=reply,
             seconds=time.monotonic() - started,
-            advice=parsed,
+            advice={"problem": advice["problem"], "suggestion": advice["suggestion"]},
         )
-        advice = _advice(parsed, last)
     for n, (candidate, _) in enumerate(batch):
         archive.record_improvement(
             candidate["iteration"],
@@ -319,23 +377,6 @@ def _round_size(state: State, settings: Settings) -> dict[str, Any]:
     round is cut to what is left."""
     size = max(1, min(settings.parallel, settings.iterations - state["iteration"]))
     return {"round_size": size} if size > 1 or state.get("round_size", 1) > 1 else {}
-
-
-def _advice(parsed: dict[str, str] | None, last: Candidate) -> Pending:
-    """The Improver's answer, clipped for the memory; a sane default when it gave none."""
-    if parsed and parsed.get("suggestion"):
-        return Pending(
-            problem=parsed.get("problem", "")[:SUGGESTION_CHARS],
-            suggestion=parsed["suggestion"][:SUGGESTION_CHARS],
-        )
-    result = last["result"]
-    if result["status"] != "ok":
-        problem = f"{result['kind']}: {result['message']}"[:ERROR_CHARS]
-        return Pending(problem=problem, suggestion="Fix this error; keep the rest of the network.")
-    return Pending(
-        problem="the Improver gave no usable advice",
-        suggestion="Make one small change likely to raise one-epoch accuracy.",
-    )
 
 
 def fan_out(state: State) -> str | list[Send]:

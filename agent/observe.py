@@ -16,9 +16,9 @@ from langchain_core.messages import BaseMessage
 from langgraph.config import get_stream_writer
 
 from agent.calls import CallLog, Extracted, why_no_code
-from agent.lineage import LineageLog, parents_of
+from agent.lineage import LineageLog, Parents
 from agent.llm import Reply
-from agent.state import Branch, Candidate
+from agent.state import Branch
 
 Stage = str  # "generating", "checking", "training", "advising"
 
@@ -47,17 +47,17 @@ def stage(name: Stage, iteration: int, branch: Branch | None = None, **extra: An
 
 def generator_called(
     run_dir: Path,
-    *,
     iteration: int,
     attempt: int,
     messages: Sequence[BaseMessage],
     reply: Reply,
     seconds: float,
     code: str | None,
-    best_shown: Candidate | None,
-    last_shown: Candidate | None,
+    parents: Parents | None = None,
+    /,
 ) -> None:
-    """Archive one Generator call and, for the iteration's first attempt, where it came from."""
+    """Archive one Generator call (attempt `attempt` of `iteration`) and, with `parents` (an
+    iteration's first ask), its lineage."""
     extracted = Extracted(code=code) if code is not None else Extracted(none=why_no_code(reply))
     call_log(run_dir).record(
         iteration=iteration,
@@ -68,8 +68,8 @@ def generator_called(
         seconds=seconds,
         extracted=extracted,
     )
-    if attempt == 0:  # later attempts of an iteration repair its own program: same parents
-        lineage_log(run_dir).record(iteration, parents_of(best_shown, last_shown))
+    if parents is not None:  # re-asks within an iteration keep its first ask's parents
+        lineage_log(run_dir).record(iteration, parents)
 
 
 def improver_called(

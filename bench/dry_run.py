@@ -1,0 +1,124 @@
+"""What the check's sandbox stage costs: Evaluator.dry_run, with and without a shape error.
+
+    python -m bench.dry_run [--dataset mnist5k] [--backends docker-warm docker] [--repeats 20]
+        [--json PATH]
+
+Each backend dry-runs two candidates `--repeats` times, alternating: `ok`, the reference net
+(tools/reference_net.py), and `shape`, the same net with its head's in_features wrong (it fails at
+the last layer, after the whole conv stack ran, and comes back with a shape trace). The figure is
+Evaluator.dry_run's wall time as a search pays it: job dir, sandbox, runner (import, build, one
+forward pass of two images), report read on the host. The warm backend's first job, which starts
+its container, is timed apart (`first_job_s`) and not in the median.
+
+Target (issue 14): under 1 s per dry run through the warm worker on a 2-core CPU.
+Measured on 2026-12-02 (2-core Xeon, no GPU, mnist5k, 20 repeats, while other jobs shared the
+machine: load average 8-12): see the module sandbox/dry_run.py, which records the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sandbox.backends.base import Backend, Limits
+from sandbox.backends.select import make_backend
+from sandbox.data import default_data_dir, prepare
+from sandbox.evaluate import Evaluator
+
+REFERENCE_NET = Path(__file__).resolve().parents[1] / "tools" / "reference_net.py"
+GOOD_HEAD = "nn.Linear(128, num_classes)"
+LIMITS = Limits(timeout_s=120, memory_mb=2048, pids=128, scratch_mb=64)
+
+
+def candidates() -> dict[str, str]:
+    code = REFERENCE_NET.read_text()
+    if GOOD_HEAD not in code:
+        raise SystemExit(f"{REFERENCE_NET} no longer has `{GOOD_HEAD}`: update bench/dry_run.py")
+    return {"ok": code, "shape": code.replace(GOOD_HEAD, "nn.Linear(128 * 4 * 4, num_classes)")}
+
+
+def make_sandbox(kind: str, image: str) -> Backend:
+    if kind == "docker-warm":
+        return make_backend("docker", image, announce=False, warm=True)
+    return make_backend(kind, image, announce=False)
+
+
+def time_one(evaluator: Evaluator, code: str, expect: str) -> float:
+    started = time.perf_counter()
+    result = evaluator.dry_run(code)
+    seconds = time.perf_counter() - started
+    if result["kind"] != expect:
+        raise RuntimeError(f"expected {expect}, got {result['kind']}: {result['message']}")
+    return seconds
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    return {
+        "median_s": statistics.median(ordered),
+        "p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
+        "min_s": ordered[0],
+        "max_s": ordered[-1],
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    dataset = prepare(args.dataset, args.data_dir or default_data_dir())
+    codes = candidates()
+    rows: dict[str, Any] = {}
+    for kind in args.backends:
+        evaluator = Evaluator(dataset, make_sandbox(kind, args.image), {"threads": 1}, LIMITS)
+        first = None
+        if kind == "docker-warm":  # its container starts here: not what each candidate pays
+            first = time_one(evaluator, codes["ok"], "ok")
+        times: dict[str, list[float]] = {case: [] for case in codes}
+        for repeat in range(args.repeats):
+            for case in codes if repeat % 2 == 0 else list(codes)[::-1]:
+                times[case].append(time_one(evaluator, codes[case], case))
+            print(f"  {kind} repeat {repeat} done", file=sys.stderr, flush=True)
+        close = getattr(evaluator.backend, "close", None)
+        if close:
+            close()
+        rows[kind] = {
+            "first_job_s": first,
+            **{case: {**summary(ts), "runs_s": ts} for case, ts in times.items()},
+        }
+    return {"dataset": dataset.name, "repeats": args.repeats, "backends": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.dry_run", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--dataset", default="mnist5k", help="a prepared dataset's name")
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: sandbox.data's")
+    parser.add_argument("--backends", nargs="+", default=["docker-warm", "docker"], metavar="KIND")
+    parser.add_argument("--repeats", type=int, default=20, help="dry runs per candidate")
+    parser.add_argument("--image", default="nasloop-sandbox:latest")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+
+    result = measure(args)
+    print(f"{result['dataset']}: Evaluator.dry_run wall time, {args.repeats} runs per cell")
+    print(f"{'backend':>12} | {'case':>5} | {'median s':>8} | {'p90 s':>6} | {'min s':>6} | max s")
+    for kind, row in result["backends"].items():
+        for case in ("ok", "shape"):
+            cell = row[case]
+            print(
+                f"{kind:>12} | {case:>5} | {cell['median_s']:>8.3f} | {cell['p90_s']:>6.3f} |"
+                f" {cell['min_s']:>6.3f} | {cell['max_s']:.3f}"
+            )
+        if row["first_job_s"] is not None:
+            print(f"{kind:>12} | first job (container start included): {row['first_job_s']:.2f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
