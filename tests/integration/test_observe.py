@@ -34,12 +34,13 @@ from agent.calls import CallLog
 from agent.lineage import read_parents
 from agent.prompts import SUGGESTION_CHARS
 from tests.fakes import MNIST5K_REPLIES
-from tests.integration.agent_cli import ROOT, agent_env, agent_run, llm_server
+from tests.integration.agent_cli import ROOT, agent_env, agent_run, llm_server, persona_server
 from tests.integration.test_crash_trials import checkpoint_state, wait_and_kill
 
 pytestmark = pytest.mark.docker
 ITERATIONS = 11  # one pass over the scripted Generator replies
 SCRIPT = json.loads(MNIST5K_REPLIES.read_text())
+ASKED = ("generator", "reask")  # attempts whose program came from a Generator call
 KILLS = int(os.environ.get("NASLOOP_TEST_OBSERVE_KILLS", "5"))
 
 
@@ -220,3 +221,52 @@ def test_parallel_plain_lines_in_iteration_order_with_their_worker(
     assert all(found), lines
     assert [int(m.group(1)) for m in found if m] == [1, 2, 3, 4, 5, 6]
     assert [int(m.group(2)) for m in found if m] == [1, 2, 3, 1, 2, 3]
+
+
+def test_re_asks_and_fixes_of_the_mistakes_persona_are_all_archived(
+    tmp_path: Path, sandbox_image: str
+) -> None:
+    """The scripted server that repeats its mistakes (tests/fakes/mistakes.py), with the check
+    step on: every ask of every attempt is a call with its messages and reply, every mechanical
+    fix an attempt with its diff, and `agent.show` prints them."""
+    with persona_server("mistakes") as url:
+        env = agent_env(
+            tmp_path,
+            NASLOOP_GENERATOR_BASE_URL=url,
+            NASLOOP_GENERATOR_MODEL="fake-generator",
+            NASLOOP_IMPROVER_MODEL="fake-improver",
+            NASLOOP_PROMPT_STYLE="short",
+            NASLOOP_TRAIN_LIMIT="300",
+        )
+        run = agent_run(env, "--run-id", "m", "--iterations", "6", "--novelty", "--auto-fix")
+        _, err = run.communicate(timeout=900)
+    assert run.returncode == 0, err
+    run_dir = tmp_path / "runs" / "m"
+    rows = RunArchive(run_dir).rows()
+    attempts = RunArchive(run_dir).attempts()
+    calls = CallLog(run_dir).calls()
+    asked = {(a["iteration"], a["attempt"]) for a in attempts if a["source"] in ASKED}
+    generator = {(c["iteration"], c["attempt"]): c for c in calls if c["role"] == "generator"}
+    assert set(generator) == asked  # one archived call per program the Generator wrote
+    assert any(attempt > 0 for _, attempt in generator)  # re-asks happened, and are there
+    for call in calls:
+        assert call["messages"] and call["reply"].strip() and call["model"]
+    for (it, n), call in generator.items():
+        if n > 0:  # a re-ask: the same prompt plus the note about the repeat
+            assert call["messages"][-1]["content"] != generator[(it, 0)]["messages"][-1]["content"]
+        code = call["extracted"].get("code")
+        attempt = next(a for a in attempts if (a["iteration"], a["attempt"]) == (it, n))
+        assert code == attempt["code"]  # what was read is the attempt's program
+    improver = sorted(c["iteration"] for c in calls if c["role"] == "improver")
+    assert improver == [r["iteration"] for r in rows][:-1]
+    fixes = [a for a in attempts if a["source"].startswith("fix:")]
+    assert fixes and all(a["diff"].startswith("---") or "@@" in a["diff"] for a in fixes)
+    assert not any((a["iteration"], a["attempt"]) in generator for a in fixes)  # no call: a diff
+    it = fixes[0]["iteration"]
+    text = show(env, "m", str(it)).stdout
+    assert fixes[0]["diff"].strip().splitlines()[-1] in text and "### Diff" in text
+    data = json.loads(show(env, "m", str(it), "--json").stdout)
+    assert {a["source"] for a in data["attempts"]} >= {fixes[0]["source"]}
+    assert [c["attempt"] for c in data["calls"] if c["role"] == "generator"] == sorted(
+        n for i, n in generator if i == it
+    )

@@ -23,7 +23,15 @@ from agent.results import show
 from agent.results.failures import failure_analysis, fault_line, longest_streak
 from agent.results.lineage_plot import lineage_graph, plot_lineage
 from agent.settings import Settings
-from tests.unit.test_graph import SCRIPT, RecordingChat, generator_reply, roles, run
+from tests.unit import test_check_graph as check
+from tests.unit.test_graph import (
+    SCRIPT,
+    RecordingChat,
+    generator_reply,
+    roles,
+    run,
+    use_evaluator,
+)
 
 __all__ = ["roles"]  # a fixture, used by name
 
@@ -198,3 +206,47 @@ def test_show_tells_a_story_a_table_and_refuses_unknowns(
         assert show.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("nasloop: error: ") and "\n" not in err
+
+
+def test_re_asks_and_fixes_are_archived_as_the_iterations_attempts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Generator stuck on one module (re-asks), then a module without its import (a
+    mechanical fix): each ask is a call of its own attempt, each fix an attempt with its diff,
+    and `agent.show` tells them in order."""
+    use_evaluator(monkeypatch, check.CountingEvaluator())
+    script = [check.STUCK] * 4 + [check.NO_IMPORT]  # 1 trained, 3 asks repeating it, 1 to fix
+    chats = check.roles(monkeypatch, script, [check.ECHO])
+    check.run(tmp_path, iterations=3)
+    run_dir = tmp_path / "t"
+    calls = [c for c in CallLog(run_dir).calls() if c["role"] == "generator"]
+    attempts = show.attempt_rows(run_dir)
+    # iteration 0 trains STUCK; iteration 1 asks three times (two re-asks), all STUCK: duplicate
+    assert [(c["iteration"], c["attempt"]) for c in calls] == [
+        (0, 0),
+        (1, 0),
+        (1, 1),
+        (1, 2),
+        (2, 0),
+    ]
+    assert [
+        (a["iteration"], a["attempt"], a["source"]) for a in attempts if a["iteration"] == 1
+    ] == [
+        (1, 0, "generator"),
+        (1, 1, "reask"),
+        (1, 2, "reask"),
+    ]
+    prompts = chats["generator"].prompts
+    for n, call in enumerate(calls):
+        assert "\n".join(m["content"] for m in call["messages"]) == prompts[n]
+    assert "identical" in calls[2]["messages"][-1]["content"].lower()  # the re-ask's note
+    # iteration 2: the module without its import, fixed on the host: an attempt with a diff
+    fixed = [a for a in attempts if a["iteration"] == 2]
+    assert [a["source"] for a in fixed][:2] == ["generator", "fix:imports"], fixed
+    assert (
+        "+import torch.nn as nn" in fixed[1]["diff"] or "+from torch import nn" in fixed[1]["diff"]
+    )
+    story = show.story_text(show.story(run_dir, 2))
+    assert "## Attempt 1:" in story and fixed[1]["diff"] in story
+    story = show.story_text(show.story(run_dir, 1))
+    assert story.count("## Generator call (attempt") == 3

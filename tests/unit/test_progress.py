@@ -56,7 +56,7 @@ def test_parallel_lines_come_in_iteration_order_with_their_worker(
     kinds = {e["iteration"]: e["kind"] for e in candidates}
     assert sorted(kinds.values()) == sorted(k for k, _ in SCRIPT[:12])
     stages = {e["stage"] for e in events if e.get("event") == "stage"}
-    assert stages == {"generating", "training", "advising"}
+    assert stages == {"generating", "checking", "training", "advising"}
     reordered = 0
     for seed in range(5):
         delivered = shuffled_rounds(events, random.Random(seed))
