@@ -10,6 +10,9 @@ Definitions (tests/unit/test_failures.py recomputes them from the archive):
   message), the sign of a search repeating itself.
 - duplicates: candidates whose code was already seen this run (a cache hit, or a `duplicate`
   outcome), each with the iteration it repeated.
+- caught within the iteration (runs with the check step's `attempts` table): per kind, the
+  attempts that failed before their iteration's last one (a lint or dry-run failure, a repeat),
+  and how many of those iterations still ended in a trained candidate.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def failure_analysis(
     rows: list[dict[str, Any]],
     parents: dict[int, Parents],
     code_of: Callable[[dict[str, Any]], str | None] = lambda row: None,
+    attempts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The section's numbers from the archive's rows (with `result` as the JSON it is stored as
     or as a dict) and the recorded lineage; `code_of(row)` reads a candidate's code."""
@@ -89,7 +93,28 @@ def failure_analysis(
         "kinds": ordered,
         "longest_streak": longest_streak(rows),
         "duplicates": duplicates(rows),
+        "caught": caught_within(rows, attempts or []),
     }
+
+
+def caught_within(
+    rows: list[dict[str, Any]], attempts: list[dict[str, Any]]
+) -> dict[str, dict[str, int]]:
+    """Per kind: failed attempts that were not their iteration's last, and how many of those
+    iterations ended ok (the check step fixed or replaced the program)."""
+    last: dict[int, int] = {}
+    for attempt in attempts:
+        last[attempt["iteration"]] = max(last.get(attempt["iteration"], -1), attempt["attempt"])
+    status = {r["iteration"]: r["status"] for r in rows}
+    caught: dict[str, dict[str, int]] = {}
+    for attempt in attempts:
+        it = attempt["iteration"]
+        if attempt["attempt"] == last[it] or attempt["kind"] == "ok" or it not in status:
+            continue
+        entry = caught.setdefault(attempt["kind"], {"count": 0, "fixed": 0})
+        entry["count"] += 1
+        entry["fixed"] += status[it] == "ok"
+    return dict(sorted(caught.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
 
 
 def longest_streak(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -136,8 +161,14 @@ def duplicates(rows: list[dict[str, Any]]) -> list[dict[str, int]]:
 def failures_markdown(analysis: dict[str, Any]) -> str:
     """The section's body (under its heading in report.md)."""
     kinds = analysis["kinds"]
+    caught = analysis.get("caught") or {}
+    fixed_early = "; ".join(
+        f"{kind} {c['count']} ({c['fixed']} in iterations that then trained)"
+        for kind, c in caught.items()
+    )
+    early = f"Caught by the check step within their iteration: {fixed_early}." if caught else ""
     if not kinds:
-        return "No candidate failed."
+        return "\n\n".join(p for p in ("No candidate failed.", early) if p)
     head = "| kind | count | fixed later | example |\n|---|---|---|---|"
     lines = [head]
     for kind, entry in kinds.items():
@@ -165,6 +196,8 @@ def failures_markdown(analysis: dict[str, Any]) -> str:
         parts.append(f"Duplicates (code already seen this run): {len(dups)}: {listed}{more}")
     else:
         parts.append("Duplicates (code already seen this run): none.")
+    if early:
+        parts.append(early)
     return "\n\n".join(parts)
 
 

@@ -40,6 +40,7 @@ from agent.results.failures import failure_analysis, failures_markdown
 from agent.results.lineage_plot import lineage_graph, plot_lineage
 from agent.results.numbers import TOP_K, archive_rows, summarise
 from agent.results.plots import plot_accuracy, plot_pareto, plot_success_rate
+from agent.results.show import attempt_rows
 from agent.rundir import (
     ARCHIVE_FILE,
     EXPORT_DIR,
@@ -216,7 +217,8 @@ def write_report(run_dir: Path) -> Path:
         path = run_dir / row["code_path"] if row["code_path"] else None
         return path.read_text(encoding="utf-8") if path and path.is_file() else None
 
-    summary["why_failed"] = failure_analysis(rows, parents, code_of)
+    attempts = attempt_rows(run_dir)
+    summary["why_failed"] = failure_analysis(rows, parents, code_of, attempts)
     summary["lineage"] = lineage = lineage_graph(rows, parents)
     out = run_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)

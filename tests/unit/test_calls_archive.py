@@ -250,3 +250,19 @@ def test_re_asks_and_fixes_are_archived_as_the_iterations_attempts(
     assert "## Attempt 1:" in story and fixed[1]["diff"] in story
     story = show.story_text(show.story(run_dir, 1))
     assert story.count("## Generator call (attempt") == 3
+
+
+def test_caught_within_counts_failed_attempts_before_each_iterations_last() -> None:
+    from agent.results.failures import caught_within
+
+    rows = [{"iteration": 0, "status": "ok"}, {"iteration": 1, "status": "error"}]
+    attempts = [
+        {"iteration": 0, "attempt": 0, "kind": "import"},  # fixed: the iteration trained
+        {"iteration": 0, "attempt": 1, "kind": "ok"},
+        {"iteration": 1, "attempt": 0, "kind": "duplicate"},  # re-asked, still failed
+        {"iteration": 1, "attempt": 1, "kind": "shape"},  # the iteration's own result
+    ]
+    assert caught_within(rows, attempts) == {
+        "duplicate": {"count": 1, "fixed": 0},
+        "import": {"count": 1, "fixed": 1},
+    }
