@@ -1,14 +1,17 @@
 """What the check's sandbox stage costs: Evaluator.dry_run, with and without a shape error.
 
     python -m bench.dry_run [--dataset mnist5k] [--backends docker-warm docker] [--repeats 20]
-        [--json PATH]
+        [--cold-repeats N] [--json PATH]
 
 Each backend dry-runs two candidates `--repeats` times, alternating: `ok`, the reference net
 (tools/reference_net.py), and `shape`, the same net with its head's in_features wrong (it fails at
 the last layer, after the whole conv stack ran, and comes back with a shape trace). The figure is
 Evaluator.dry_run's wall time as a search pays it: job dir, sandbox, runner (import, build, one
 forward pass of two images), report read on the host. The warm backend's first job, which starts
-its container, is timed apart (`first_job_s`) and not in the median.
+its container, is timed apart (`first_job_s`) and not in the median. Backends that start a fresh
+interpreter per candidate (docker, process) take `--cold-repeats` runs (default: `--repeats`).
+A dry run that does not come back with the expected kind (a timeout on a crowded machine) is
+counted in `unexpected`, not timed. The JSON is rewritten after each backend.
 
 Target (issue 14): under 1 s per dry run through the warm worker on a 2-core CPU.
 Measured on 2026-12-02 (2-core Xeon, no GPU, mnist5k, 20 repeats, while other jobs shared the
@@ -70,25 +73,35 @@ def summary(times: list[float]) -> dict[str, float]:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     dataset = prepare(args.dataset, args.data_dir or default_data_dir())
     codes = candidates()
-    rows: dict[str, Any] = {}
+    result: dict[str, Any] = {"dataset": dataset.name, "backends": {}}
     for kind in args.backends:
         evaluator = Evaluator(dataset, make_sandbox(kind, args.image), {"threads": 1}, LIMITS)
         first = None
         if kind == "docker-warm":  # its container starts here: not what each candidate pays
             first = time_one(evaluator, codes["ok"], "ok")
+        repeats = args.repeats if kind == "docker-warm" else args.cold_repeats or args.repeats
         times: dict[str, list[float]] = {case: [] for case in codes}
-        for repeat in range(args.repeats):
+        unexpected: list[str] = []
+        for repeat in range(repeats):
             for case in codes if repeat % 2 == 0 else list(codes)[::-1]:
-                times[case].append(time_one(evaluator, codes[case], case))
+                try:
+                    times[case].append(time_one(evaluator, codes[case], case))
+                except RuntimeError as exc:
+                    unexpected.append(f"{case}: {exc}")
             print(f"  {kind} repeat {repeat} done", file=sys.stderr, flush=True)
         close = getattr(evaluator.backend, "close", None)
         if close:
             close()
-        rows[kind] = {
+        result["backends"][kind] = {
+            "repeats": repeats,
             "first_job_s": first,
-            **{case: {**summary(ts), "runs_s": ts} for case, ts in times.items()},
+            "unexpected": unexpected,
+            **{case: {**summary(ts), "runs_s": ts} for case, ts in times.items() if ts},
         }
-    return {"dataset": dataset.name, "repeats": args.repeats, "backends": rows}
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,25 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="default: sandbox.data's")
     parser.add_argument("--backends", nargs="+", default=["docker-warm", "docker"], metavar="KIND")
     parser.add_argument("--repeats", type=int, default=20, help="dry runs per candidate")
+    parser.add_argument("--cold-repeats", type=int, default=None, help="for docker and process")
     parser.add_argument("--image", default="nasloop-sandbox:latest")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
     result = measure(args)
-    print(f"{result['dataset']}: Evaluator.dry_run wall time, {args.repeats} runs per cell")
-    print(f"{'backend':>12} | {'case':>5} | {'median s':>8} | {'p90 s':>6} | {'min s':>6} | max s")
+    print(f"{result['dataset']}: Evaluator.dry_run wall time (runs per cell: `repeats`)")
+    header = f"{'backend':>12} | {'case':>5} | {'repeats':>7} | {'median s':>8} | {'p90 s':>6}"
+    print(f"{header} | {'min s':>6} | max s")
     for kind, row in result["backends"].items():
         for case in ("ok", "shape"):
-            cell = row[case]
+            cell = row.get(case)
+            if cell is None:
+                print(f"{kind:>12} | {case:>5} | no run came back as expected")
+                continue
             print(
-                f"{kind:>12} | {case:>5} | {cell['median_s']:>8.3f} | {cell['p90_s']:>6.3f} |"
-                f" {cell['min_s']:>6.3f} | {cell['max_s']:.3f}"
+                f"{kind:>12} | {case:>5} | {len(cell['runs_s']):>7} | {cell['median_s']:>8.3f} |"
+                f" {cell['p90_s']:>6.3f} | {cell['min_s']:>6.3f} | {cell['max_s']:.3f}"
             )
+        for line in row["unexpected"]:
+            print(f"{kind:>12} | unexpected: {line[:200]}")
         if row["first_job_s"] is not None:
             print(f"{kind:>12} | first job (container start included): {row['first_job_s']:.2f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 

@@ -113,7 +113,11 @@ class Evaluator:
         no accuracy, or a classified failure whose message and `shape_trace` say where the shapes
         stopped fitting. Never cached: it is not a training result.
         """
-        return self._evaluate_uncached(code, code_hash(code), dry_run=True)
+        digest = code_hash(code)
+        if self.precheck and (problem := static_problem(code)):
+            labels = {"backend": self.backend.name, "dataset": self.dataset.name}
+            return new_result(problem[0], problem[1], digest, **labels)
+        return self._evaluate_uncached(code, digest, dry_run=True)
 
     def _evaluate_uncached(self, code: str, digest: str, dry_run: bool = False) -> EvalResult:
         labels = {"backend": self.backend.name, "dataset": self.dataset.name}

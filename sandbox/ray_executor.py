@@ -190,11 +190,11 @@ class RayExecutor:
                     self._inflight.pop(digest, None)
         return result
 
-    def dry_run(self, code: str) -> dict[str, Any]:
+    def dry_run(self, code: str) -> EvalResult:
         """The check's cheap stage, in this machine's own sandbox: it needs no GPU, and a round
         trip to the cluster would cost more than the dry run itself."""
         with self._dry_run_lock:
-            return dict(self.local.dry_run(code))
+            return self.local.dry_run(code)
 
     def _lost(self, digest: str, exc: BaseException) -> EvalResult:
         """A failed result for a candidate whose worker died every time; never cached."""

@@ -24,6 +24,7 @@ from sandbox.cache import ResultCache
 from sandbox.data import PreparedDataset
 from sandbox.dry_run import MAX_STEPS, failed_step, read_shape_trace
 from sandbox.evaluate import Evaluator
+from sandbox.result import EvalResult, new_result
 from tests.unit.test_evaluate import OK_REPORT, ScriptedBackend, outcome, writes
 
 NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
@@ -322,10 +323,9 @@ def test_a_forged_trace_is_bounded() -> None:
 
 
 def test_both_executors_dry_run_in_the_local_sandbox(mnist: PreparedDataset) -> None:
-    from sandbox.backends.ray_executor import RayExecutor
-
+    from sandbox.executors import LocalExecutor
+    from sandbox.ray_executor import RayExecutor
     from sandbox.settings import SandboxSettings
-    from tools.train_candidate import LocalExecutor
 
     ev = dry_evaluator(mnist, writes({"status": "ok", "params": 3}))
     assert LocalExecutor(ev).dry_run(NET)["message"] == "dry run ok: output (2, 10)"
@@ -334,8 +334,8 @@ def test_both_executors_dry_run_in_the_local_sandbox(mnist: PreparedDataset) -> 
     assert ev.backend.jobs == 2  # type: ignore[attr-defined]
 
     class TrainOnly:
-        def evaluate(self, code: str) -> dict[str, Any]:
-            return {}
+        def evaluate(self, code: str) -> EvalResult:
+            return new_result("ok", "", "")
 
     with pytest.raises(TypeError, match="TrainOnly has no dry_run"):
         LocalExecutor(TrainOnly()).dry_run(NET)
