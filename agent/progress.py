@@ -208,6 +208,8 @@ class LiveProgress(_Ordered):
 
     def close(self) -> None:
         super().close()
+        self.tally.stage, self.tally.stage_iteration = "stopped", None  # done, or interrupted
+        self.live.refresh()
         self.live.stop()
 
 

@@ -21,7 +21,8 @@ from tests.integration.agent_cli import ROOT, agent_env
 pytestmark = pytest.mark.docker
 STATUS = re.compile(
     r"(\d+)/4 · best (\S+) · success (\d+)/(\d+) \(\S+\) · "
-    r"(starting|generating|checking|training|advising)[^·]* · (\d+:\d\d) elapsed · ETA (\S+)"
+    r"(starting|generating|checking|training|advising|stopped)[^·]* · (\d+:\d\d) elapsed · "
+    r"ETA (\S+)"
 )
 
 
@@ -74,6 +75,7 @@ def test_live_view_in_a_real_terminal(tmp_path: Path, llm_url: str, sandbox_imag
     # the status line stays on screen at the end: everything done, the counts of the run
     status = STATUS.findall(final)
     assert status and status[-1][0] == "4" and status[-1][3] == "4", final
+    assert status[-1][4] == "stopped" and status[-1][6] == "0:00"
     ok = len(re.findall(r"^\[\d/4\] w\d .*\| last ok ", final, re.MULTILINE))
     assert int(status[-1][2]) == ok
     assert "━" in final  # the progress bar
