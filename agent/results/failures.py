@@ -26,14 +26,25 @@ from agent.lineage import Parents
 _CANDIDATE_LINE = re.compile(r'File "candidate\.py", line (\d+)')
 
 
-def fault_line(traceback: str, code: str | None) -> tuple[int, str] | None:
-    """(line number, the line) of the candidate's module that the traceback points at last."""
-    numbers = _CANDIDATE_LINE.findall(traceback or "")
-    if not numbers or not code:
+def fault_line(
+    traceback: str, code: str | None, shape_trace: list[dict[str, Any]] | None = None
+) -> tuple[int, str] | None:
+    """(line number, the line) of the candidate's module at fault: the last line of it that the
+    traceback names, else the first call of the module where a shape trace says it failed."""
+    if not code:
         return None
-    number = int(numbers[-1])
     lines = code.splitlines()
-    return (number, lines[number - 1].strip()) if 0 < number <= len(lines) else None
+    numbers = _CANDIDATE_LINE.findall(traceback or "")
+    if numbers:
+        number = int(numbers[-1])
+        return (number, lines[number - 1].strip()) if 0 < number <= len(lines) else None
+    failed = [step for step in shape_trace or [] if step.get("failed") and step.get("module")]
+    if failed:  # "features.3" was called as self.features(...): look for its top attribute
+        call = f"self.{str(failed[-1]['module']).split('.')[0]}("
+        for number, line in enumerate(lines, 1):
+            if call in line:
+                return number, line.strip()
+    return None
 
 
 def _first_edges(rows: list[dict[str, Any]], parents: dict[int, Parents]) -> dict[int, int]:
@@ -80,7 +91,7 @@ def failure_analysis(
         example = by_iteration[entry["iterations"][-1]]
         result = example["result"]
         result = json.loads(result) if isinstance(result, str) else (result or {})
-        line = fault_line(result.get("traceback", ""), code_of(example))
+        line = fault_line(result.get("traceback", ""), code_of(example), result.get("shape_trace"))
         entry["example"] = {
             "iteration": example["iteration"],
             "message": example["message"] or "",

@@ -132,6 +132,11 @@ def test_fault_line_and_streaks() -> None:
     tb = 'Traceback:\n  File "candidate.py", line 3, in forward\n  File "candidate.py", line 4\n'
     assert fault_line(tb, code) == (4, "return x.view(3)")
     assert fault_line("no lines here", code) is None
+    # a traceback cut before the candidate's frame: the shape trace names the failed module
+    code = "class Net:\n    def forward(self, x):\n        x = self.body(x)\n"
+    code += "        return self.fc1(x)\n"
+    trace = [{"module": "body", "out": [2, 8]}, {"module": "fc1", "out": None, "failed": True}]
+    assert fault_line("in torch/nn/modules/linear.py", code, trace) == (4, "return self.fc1(x)")
     rows = [
         {"iteration": i, "status": s, "kind": k, "message": m}
         for i, (s, k, m) in enumerate(
