@@ -10,6 +10,11 @@ is worse than none, since the search would then train a network the model never 
 
 The candidate is only parsed, never run. Edits are made at ast positions, so they touch the
 expression at fault and keep the model's own formatting everywhere else; every result parses.
+
+API: `mechanical_fix(code, problem, num_classes=None)` picks the fixer for a LintReport or a dry
+run's EvalResult; or call one: `fix_missing_imports(code, undefined_names)`,
+`fix_linear_in_features(code, dry_run_result, lazy=False)`, `fix_missing_head(code, error,
+num_classes=None)`, `fix_view_size(code, dry_run_result)`, `fix_example_usage(code, error)`.
 """
 
 from __future__ import annotations

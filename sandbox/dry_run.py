@@ -6,12 +6,26 @@ dummy images of the dataset's shape, checks the output is (2, num_classes), and 
 forward pass comes back with a shape trace (sandbox/runner.py's ShapeTrace): each module call's
 output shape up to the one that raised, which a host-side fixer can act on (agent/fixes.py).
 
+API: `Evaluator.dry_run(code) -> EvalResult` (status "ok", kind "ok", message "dry run ok: output
+(2, C)", val_accuracy None; or a classified failure: syntax, no_net, import, shape, runtime, oom,
+timeout, killed) with `shape_trace: list[ShapeStep]` when the forward pass ran (`failed_step`
+picks the step that raised); `LocalExecutor.dry_run` / `RayExecutor.dry_run` run it in this
+machine's sandbox, queued with training.
+
 It is not a training result: never cached (a later training of the same code must really run),
 no accuracy. The report is the candidate's process's word, so everything in it is checked here
 for type and size; a candidate that forges "ok" only earns the training run, which checks again.
 
-Cost, measured with bench/dry_run.py (2-core Xeon, mnist5k 1x28x28, median of 20 runs): see
-DRY_RUN_FIGURES below.
+Cost, measured with bench/dry_run.py on 2026-12-02 (2-core Xeon, no GPU, mnist5k 1x28x28, the
+reference net and the same net with a wrong head; the machine shared with about seven other
+helpers' jobs, load average 11-24, so wall times measure the queue as much as the work):
+- warm worker, median of 20: 0.88 s (ok) and 0.94 s (shape error) at load ~12; 1.49 s and 1.39 s
+  at load ~16; 3.21 s and 3.60 s at load ~22. CPU time per dry run (host process + the warm
+  container's cgroup): 0.10-0.14 s, ok or shape error, which is the stage's cost on an otherwise
+  idle CPU (a 5-run trial at load 2-11 took 0.33-0.36 s wall). So under 1 s, here even with a
+  load average of 12 on the two cores.
+- a container per candidate, median of 10 at load ~16: 24.8 s (ok), 29.8 s (shape error); each
+  pays a container start, an interpreter and torch's import.
 """
 
 from __future__ import annotations
@@ -19,10 +33,6 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.result import ShapeStep
-
-# bench/dry_run.py on this 2-core CPU (other helpers' jobs sharing it), seconds per dry run, median
-# of 20: filled in from the benchmark's output.
-DRY_RUN_FIGURES = "see bench/dry_run.py"
 
 DRY_RUN_TIMEOUT_S = 120.0  # generous: one container start took over 60 s on a crowded machine
 MAX_STEPS = 64  # the runner keeps at most 48 (12 first + 36 last); anything more is forged

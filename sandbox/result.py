@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict, get_args
 
-FailureKind = Literal[
-    "no_code",  # the LLM's reply held no Python code (set by the search; no sandbox involved)
+SandboxFailureKind = Literal[
     "syntax",  # the module does not parse
     "no_net",  # no `Net(nn.Module)` class
     "import",  # an import failed (missing package, bad name)
@@ -16,9 +15,17 @@ FailureKind = Literal[
     "runtime",  # any other exception, or the process exited without a report
     "killed",  # terminated by a signal (segfault, process limit, ...)
     "over_limit",  # trained, but over a hardware limit (sandbox/hardware.py); accuracy recorded
-    "duplicate",  # a program this run had already tried, repeated after every re-ask: not trained
 ]
-FAILURE_KINDS: tuple[str, ...] = FailureKind.__args__  # type: ignore[attr-defined]
+# What a runner's report may claim (checked on the host: sandbox/evaluate.py); the same list as
+# sandbox/runner.py's, which must travel alone and cannot import it
+FAILURE_KINDS: tuple[str, ...] = get_args(SandboxFailureKind)
+# Every failure a result can carry: the sandbox's, and the search's own
+FailureKind = (
+    SandboxFailureKind
+    | Literal["no_code"]  # the LLM's reply held no Python code (set by the search, no sandbox)
+    | Literal["duplicate"]  # a program this run already tried, repeated on every re-ask: never
+    # trained again (set by the search's novelty check, agent/check.py; no sandbox)
+)
 
 
 class ShapeStep(TypedDict):

@@ -44,7 +44,6 @@ _open = open
 _dumps = json.dumps
 
 FAILURE_KINDS = (
-    "no_code",  # set by the search when the LLM's reply held no code; never here
     "syntax",
     "no_net",
     "import",
@@ -55,7 +54,6 @@ FAILURE_KINDS = (
     "runtime",
     "killed",
     "over_limit",  # decided on the host, after scoring (sandbox/hardware.py); never here
-    "duplicate",  # set by the search's novelty check (agent/check.py); never here
 )
 
 # Substrings of torch error messages that mean "tensor shapes do not fit together".

@@ -46,6 +46,12 @@ def test_exceptions_are_classified(exc: BaseException, phase: str, kind: str) ->
 
 
 def test_runner_and_host_agree_on_failure_kinds() -> None:
-    from sandbox.result import FAILURE_KINDS
+    from typing import get_args
+
+    from sandbox.result import FAILURE_KINDS, FailureKind
 
     assert tuple(runner.FAILURE_KINDS) == FAILURE_KINDS
+    # no_code is the search's own kind: a FailureKind, but never one a runner's report may claim
+    every_kind = [kind for part in get_args(FailureKind) for kind in get_args(part)]
+    assert "no_code" in every_kind and "no_code" not in FAILURE_KINDS
+    assert "duplicate" in every_kind and "duplicate" not in FAILURE_KINDS  # the novelty check's
