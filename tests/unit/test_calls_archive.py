@@ -12,6 +12,7 @@ import sqlite3
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -135,7 +136,10 @@ def test_fault_line_and_streaks() -> None:
     # a traceback cut before the candidate's frame: the shape trace names the failed module
     code = "class Net:\n    def forward(self, x):\n        x = self.body(x)\n"
     code += "        return self.fc1(x)\n"
-    trace = [{"module": "body", "out": [2, 8]}, {"module": "fc1", "out": None, "failed": True}]
+    trace: list[dict[str, Any]] = [
+        {"module": "body", "out": [2, 8]},
+        {"module": "fc1", "out": None, "failed": True},
+    ]
     assert fault_line("in torch/nn/modules/linear.py", code, trace) == (4, "return self.fc1(x)")
     rows = [
         {"iteration": i, "status": s, "kind": k, "message": m}
