@@ -61,6 +61,8 @@ class LLMUnavailable(RuntimeError):
 class Reply:
     text: str
     tokens: int  # prompt + completion tokens as the server reported them; 0 if it did not
+    model: str = ""  # the model id the server says answered ("" if it did not say)
+    finish_reason: str = ""  # "stop", "length" (cut at max_tokens), ... ("" if not said)
 
 
 def make_chat(role: str, cfg: RoleConfig, timeout_s: float) -> ChatOpenAI:
@@ -134,7 +136,13 @@ def ask(
             raise
         raise error from exc
     usage = getattr(message, "usage_metadata", None) or {}
-    return Reply(text=_text_of(message.content), tokens=int(usage.get("total_tokens") or 0))
+    meta = getattr(message, "response_metadata", None) or {}
+    return Reply(
+        text=_text_of(message.content),
+        tokens=int(usage.get("total_tokens") or 0),
+        model=str(meta.get("model_name") or meta.get("model") or ""),
+        finish_reason=str(meta.get("finish_reason") or ""),
+    )
 
 
 def preflight(role: str, cfg: RoleConfig, timeout_s: float = 5.0) -> None:

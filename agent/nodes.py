@@ -30,8 +30,10 @@ from agent.cascade_checks import SandboxChecks
 from agent.check import GeneratorCost, Iteration, attempt_recorder, check_and_train
 from agent.code_reader import extract_code
 from agent.hygiene import clean_advice
+from agent.lineage import parents_of
 from agent.llm import ask, make_chat
 from agent.novelty import REASK_SEED_STEP, reask_temperature
+from agent.observe import generator_called, improver_called, stage, worker_of
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,
@@ -108,14 +110,23 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
 def generator_prompt(state: State, settings: Settings) -> list[BaseMessage]:
     """The Generator's messages for this state, in the run's prompt style, ablations applied."""
     single = settings.single_shot  # the baseline: the task alone, every time
+    best, last = shown(state, settings)
     build = generator_messages if settings.prompt_style == "paper" else short_generator_messages
     return build(
         state["task"],
-        best=None if not settings.reference or single else state.get("best"),
-        last=None if single else state.get("last"),
+        best=best,
+        last=last,
         suggestion="" if not settings.improver or single else state.get("suggestion", ""),
         window=[] if not settings.memory or single else state["window"],
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
+    )
+
+
+def shown(state: State, settings: Settings) -> tuple[Candidate | None, Candidate | None]:
+    """The best and the last candidate the Generator's prompt shows (None: not shown)."""
+    single = settings.single_shot
+    return None if not settings.reference or single else state.get("best"), (
+        None if single else state.get("last")
     )
 
 
@@ -131,6 +142,8 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     carries this branch's code to its own `train`.
     """
     settings = context(runtime)
+    stage("generating", state["iteration"], state.get("branch"))
+    messages = generator_prompt(state, settings)
     started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
@@ -140,11 +153,13 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
     )
-    update = {
-        "code": extract_code(reply.text),
-        "gen_tokens": reply.tokens,
-        "gen_seconds": time.monotonic() - started,
-    }
+    code, seconds = extract_code(reply.text), time.monotonic() - started
+    run_dir, parents = (
+        run_archive(settings, state["run_id"]).run_dir,
+        parents_of(*shown(state, settings)),
+    )
+    generator_called(run_dir, state["iteration"], 0, messages, reply, seconds, code, parents)
+    update = {"code": code, "gen_tokens": reply.tokens, "gen_seconds": seconds}
     if state.get("branch") is None:
         return Command(update=update, goto="train")
     return Command(goto=Send("train", {**state, **update}))
@@ -157,15 +172,21 @@ def reasker(state: State, settings: Settings, cost: GeneratorCost) -> Any:
         base = generator_settings(state, settings)
         hotter = reask_temperature(base.generator_temperature, n)
         started = time.monotonic()
+        messages = with_note(generator_prompt(state, settings), note)
         reply = ask(
             chat_for("generator", base.model_copy(update={"generator_temperature": hotter})),
-            with_note(generator_prompt(state, settings), note),
+            messages,
             role="generator",
             seed=settings.run_seed + state["iteration"] + REASK_SEED_STEP * n,
             retries=settings.llm_retries,
         )
-        cost.add(reply.tokens, time.monotonic() - started)
-        return extract_code(reply.text)
+        seconds = time.monotonic() - started
+        cost.add(reply.tokens, seconds)
+        code = extract_code(reply.text)
+        # re-ask n asks for the iteration's attempt n: each ask before it was one repeat
+        run_dir = run_archive(settings, state["run_id"]).run_dir
+        generator_called(run_dir, state["iteration"], n, messages, reply, seconds, code)
+        return code
 
     return reask
 
@@ -190,11 +211,18 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     archive = run_archive(settings, state["run_id"])
     cost = GeneratorCost(state.get("gen_tokens", 0), state.get("gen_seconds") or 0.0)
     checks = SandboxChecks(executor_for(settings), state["task"]) if settings.auto_fix else None
+    branch = state.get("branch")
+    stage("checking" if checks or settings.novelty else "training", iteration, branch)
+
+    def train_one(code: str) -> dict[str, Any]:
+        stage("training", iteration, branch)
+        return dict(train_candidate_for(settings).invoke({"code": code}))
+
     final = check_and_train(
         state.get("code"),
         Iteration(
             seen=archive.seen_before(iteration),  # from disk: a resumed run knows them too
-            train=lambda code: dict(train_candidate_for(settings).invoke({"code": code})),
+            train=train_one,
             record=attempt_recorder(archive, iteration),
             reask=reasker(state, settings, cost) if settings.novelty else None,
             checks=checks,
@@ -221,6 +249,7 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             "val_accuracy": result.get("val_accuracy"),
             "best_val_accuracy": best_acc,
             "ok": ok_count,  # in a round: before this round, plus this one
+            "worker": worker_of(state.get("branch")),
             "message": result["message"][:ERROR_CHARS],
         }
     )
@@ -273,22 +302,35 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     reason = stop_reason(state, settings)
     advice: Pending | None = None
     tokens = 0
+    archive = run_archive(settings, state["run_id"])
+    read = batch[-1][0]["iteration"]  # the Improver's call belongs to the result it read
+    # also the live view's cue that every candidate up to `read` is in (a round is joined)
+    stage("advising", read, ok=state.get("ok_count", 0), best_val_accuracy=best_acc)
     if reason is None and settings.improver and not settings.single_shot:
+        messages = improver_messages(
+            state["task"],
+            last=last,
+            best=best,
+            window=window if settings.memory else [],
+            round_candidates=[candidate for candidate, _ in batch],
+        )
+        started = time.monotonic()
         reply = ask_for_advice(
             chat_for("improver", settings),
-            improver_messages(
-                state["task"],
-                last=last,
-                best=best,
-                window=window if settings.memory else [],
-                round_candidates=[candidate for candidate, _ in batch],
-            ),
-            seed=settings.run_seed + batch[-1][0]["iteration"],
+            messages,
+            seed=settings.run_seed + read,
             retries=settings.llm_retries,
         )
         tokens = reply.tokens
         advice = clean_advice(parse_improvement(reply.text), SUGGESTION_CHARS)
-    archive = run_archive(settings, state["run_id"])
+        improver_called(
+            archive.run_dir,
+            iteration=read,
+            messages=messages,
+            reply=reply,
+            seconds=time.monotonic() - started,
+            advice={"problem": advice["problem"], "suggestion": advice["suggestion"]},
+        )
     for n, (candidate, _) in enumerate(batch):
         archive.record_improvement(
             candidate["iteration"],

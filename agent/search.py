@@ -25,6 +25,7 @@ from agent.llm import LLMUnavailable, preflight
 from agent.llm_server.models import ModelChoice, embedded_default_model
 from agent.llm_server.server import answers, server_for
 from agent.llm_server.settings import ServerError, embedded_settings
+from agent.progress import progress_view
 from agent.rundir import (
     CHECKPOINTS_FILE,
     embedded_model,
@@ -124,19 +125,6 @@ def preflight_all(settings: Settings) -> None:
     executor_for(settings).check()
 
 
-def progress_line(event: dict[str, Any]) -> str:
-    acc, best = event.get("val_accuracy"), event.get("best_val_accuracy")
-    done = event["iteration"] + 1
-    trained = acc is not None and event["kind"] == "ok"  # over_limit has an accuracy, too
-    outcome = f"ok {acc:.4f}" if trained else f"{event['kind']}: {event['message'][:60]}"
-    best_text = f"{best:.4f}" if best is not None else "-"
-    rate = event["ok"] / done
-    return (
-        f"[{done}/{event['iterations']}] best {best_text} | success {event['ok']}/{done} "
-        f"({rate:.0%}) | last {outcome}"
-    )
-
-
 def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict[str, Any]:
     run_dir = run_path(settings.runs_dir, run_id)
     if not resuming:
@@ -163,15 +151,18 @@ def search(settings: Settings, run_id: str, resuming: bool, quiet: bool) -> dict
             seconds = self_test(evaluator_for(settings))
             if not quiet:
                 print(f"nasloop: sandbox self-test passed ({seconds:.1f} s)", file=sys.stderr)
-        for event in graph.stream(
-            start,
-            config,
-            context=settings,
-            stream_mode="custom",
-            durability="sync",
-        ):
-            if not quiet and isinstance(event, dict) and event.get("event") == "candidate":
-                print(progress_line(event), file=sys.stderr, flush=True)
+        view = progress_view(settings.iterations, dict(snapshot.values or {}), quiet)
+        try:
+            for event in graph.stream(
+                start,
+                config,
+                context=settings,
+                stream_mode="custom",
+                durability="sync",
+            ):
+                view.event(event)
+        finally:
+            view.close()
         final = graph.get_state(config).values
     return summarise(settings, run_id, final)
 

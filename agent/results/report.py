@@ -12,6 +12,8 @@ Also written at the end of every `python -m agent.run`. Everything goes to
     accuracy.png      validation accuracy per iteration, the best-so-far curve, failures by kind
     success_rate.png  share of candidates that trained, cumulative and over the last 10
     pareto.png        accuracy vs. parameters (and vs. latency when measured), front and limits
+    lineage.png       the candidates' family tree, best path highlighted, failures by kind
+                      (lineage_plot.py); "why candidates failed" in report.md: failures.py
 
 Definitions (each one is recomputed by tests/unit/test_report.py from the archive):
 - success rate: candidates whose status is ok / all candidates (over_limit is not a success).
@@ -33,8 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli import run_command, run_parser
+from agent.lineage import read_parents
+from agent.results.failures import failure_analysis, failures_markdown
+from agent.results.lineage_plot import lineage_graph, plot_lineage
 from agent.results.numbers import TOP_K, archive_rows, summarise
 from agent.results.plots import plot_accuracy, plot_pareto, plot_success_rate
+from agent.results.show import attempt_rows
 from agent.rundir import (
     ARCHIVE_FILE,
     EXPORT_DIR,
@@ -102,6 +108,14 @@ def markdown(summary: dict[str, Any], exported: bool = False) -> str:
         _table(["kind", "count"], [[k, str(v)] for k, v in s["failures"].items()])
         if s["failures"]
         else "None.",
+    ]
+    if "why_failed" in s:
+        parts += [
+            "### Why candidates failed",
+            failures_markdown(s["why_failed"]),
+            "![candidate lineage](lineage.png)",
+        ]
+    parts += [
         f"### Top {TOP_K} by validation accuracy",
         _table(
             ["iteration", "val accuracy", "params", "FLOPs", "train s", "latency ms"],
@@ -197,8 +211,18 @@ def write_report(run_dir: Path) -> Path:
     rows = archive_rows(run_dir)
     settings = saved_settings(run_dir) or {}
     summary = summarise(rows, load_final_test(run_dir), settings, run_dir.name)
+    parents = read_parents(run_dir)
+
+    def code_of(row: dict[str, Any]) -> str | None:
+        path = run_dir / row["code_path"] if row["code_path"] else None
+        return path.read_text(encoding="utf-8") if path and path.is_file() else None
+
+    attempts = attempt_rows(run_dir)
+    summary["why_failed"] = failure_analysis(rows, parents, code_of, attempts)
+    summary["lineage"] = lineage = lineage_graph(rows, parents)
     out = run_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
+    plot_lineage(lineage, out / "lineage.png", f"{run_dir.name}: candidate lineage")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_accuracy(rows, summary, out / "accuracy.png")
     plot_success_rate(rows, out / "success_rate.png")
