@@ -15,10 +15,10 @@ counted in `unexpected`, not timed. The JSON is rewritten after each backend.
 
 Target (issue 14): under 1 s per dry run through the warm worker on a 2-core CPU.
 Measured on 2026-12-02 (2-core Xeon, no GPU, mnist5k; the machine shared with other jobs, load
-average 11-24): warm worker, median of 20, 0.88 s (ok) / 0.94 s (shape) at load ~12, 1.49 s /
-1.39 s at load ~16, 3.21 s / 3.60 s at load ~22, 0.10-0.14 s of CPU per dry run; a container
-per candidate, median of 10 (`--cold-repeats 10`), 24.8 s / 29.8 s at load ~16. Details in
-sandbox/dry_run.py's docstring.
+average 3-24): warm worker, median of 20, 0.26 s (ok) / 0.31 s (shape) at load ~3-6, 0.88 s /
+0.94 s at load ~12, 1.49 s / 1.39 s at load ~16, 3.21 s / 3.60 s at load ~22, 0.10-0.14 s of CPU
+per dry run; a container per candidate, median of 10 (`--cold-repeats 10`), 2.04 s / 2.08 s at
+load ~3-5 and 24.8 s / 29.8 s at load ~16. Details in sandbox/dry_run.py's docstring.
 """
 
 from __future__ import annotations

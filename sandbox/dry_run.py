@@ -18,14 +18,13 @@ for type and size; a candidate that forges "ok" only earns the training run, whi
 
 Cost, measured with bench/dry_run.py on 2026-12-02 (2-core Xeon, no GPU, mnist5k 1x28x28, the
 reference net and the same net with a wrong head; the machine shared with about seven other
-helpers' jobs, load average 11-24, so wall times measure the queue as much as the work):
-- warm worker, median of 20: 0.88 s (ok) and 0.94 s (shape error) at load ~12; 1.49 s and 1.39 s
-  at load ~16; 3.21 s and 3.60 s at load ~22. CPU time per dry run (host process + the warm
-  container's cgroup): 0.10-0.14 s, ok or shape error, which is the stage's cost on an otherwise
-  idle CPU (a 5-run trial at load 2-11 took 0.33-0.36 s wall). So under 1 s, here even with a
-  load average of 12 on the two cores.
-- a container per candidate, median of 10 at load ~16: 24.8 s (ok), 29.8 s (shape error); each
-  pays a container start, an interpreter and torch's import.
+helpers' jobs, load average 3-24, so wall times measure the queue as much as the work):
+- warm worker, median of 20: 0.26 s (ok) and 0.31 s (shape error) at load ~3-6; 0.88 s and
+  0.94 s at load ~12; 1.49 s and 1.39 s at load ~16; 3.21 s and 3.60 s at load ~22. CPU time per
+  dry run (host process + the warm container's cgroup): 0.10-0.14 s, ok or shape error. So under
+  1 s, here even with a load average of 12 on the two cores.
+- a container per candidate, median of 10: 2.04 s (ok) and 2.08 s (shape error) at load ~3-5,
+  24.8 s and 29.8 s at load ~16; each pays a container start, an interpreter and torch's import.
 """
 
 from __future__ import annotations
