@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.rundir import ARCHIVE_FILE, CODE_DIR
+from agent.rundir import ARCHIVE_FILE, CODE_DIR, archive_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS candidates (
@@ -78,15 +78,8 @@ class RunArchive:
         with self._connect() as db:
             db.executescript(SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return archive_db(self.path.parent)
 
     def record_candidate(
         self,

@@ -16,15 +16,15 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypedDict
 
 from langchain_core.messages import BaseMessage
 
-from agent.llm import Reply, _text_of
-from agent.rundir import ARCHIVE_FILE
+from agent.llm import Reply, text_of
+from agent.rundir import ARCHIVE_FILE, archive_db
 
 TEXT_LIMIT = 64 * 1024  # bytes of one text (a message, the reply, the extracted code)
 
@@ -87,7 +87,7 @@ def _unpack(blob: bytes) -> Any:
 
 
 def plain_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
-    return [{"role": m.type, "content": clip(_text_of(m.content))} for m in messages]
+    return [{"role": m.type, "content": clip(text_of(m.content))} for m in messages]
 
 
 def why_no_code(reply: Reply) -> str:
@@ -108,15 +108,8 @@ class CallLog:
         with self._connect() as db:
             db.executescript(SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return archive_db(self.path.parent)
 
     def record(
         self,

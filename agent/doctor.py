@@ -35,10 +35,10 @@ from agent.llm_server.models import embedded_default_model, needs_download
 from agent.llm_server.server import answers
 from agent.llm_server.settings import ServerError, embedded_settings
 from agent.settings import Role, Settings, load_settings
-from sandbox.backends.base import Backend, BackendUnavailable, Limits
+from sandbox.backends.base import Backend, BackendUnavailable
 from sandbox.data import OFFLINE_DATASET, PreparedDataset, describe, prepare
 from sandbox.data_sources import DatasetUnavailable, UnknownDataset
-from sandbox.evaluate import Evaluator
+from sandbox.evaluate import Evaluator, limits_for
 from sandbox.faults import InfrastructureFault
 from sandbox.selftest import self_test
 from sandbox.settings import SettingsError
@@ -251,13 +251,7 @@ def check_sandbox(settings: Settings, dataset: PreparedDataset | None) -> list[C
             except DatasetUnavailable as exc:
                 checks.append(Check("sandbox self-test", "error", f"no dataset: {exc}"))
                 return checks
-        limits = Limits(
-            timeout_s=settings.timeout_s,
-            memory_mb=settings.memory_mb,
-            pids=settings.pids_limit,
-            scratch_mb=settings.scratch_mb,
-            gpus=settings.gpu_ids(),
-        )
+        limits = limits_for(settings)
         evaluator = Evaluator(dataset, backend, settings.train_config(), limits, cache=None)
         try:
             seconds = self_test(evaluator)

@@ -11,12 +11,11 @@ after a crash rewrites its own row); the report draws the tree from it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypedDict
 
-from agent.rundir import ARCHIVE_FILE
+from agent.rundir import ARCHIVE_FILE, archive_db, has_table
 from agent.state import Candidate
 
 SCHEMA = """
@@ -61,14 +60,8 @@ class LineageLog:
         with self._connect() as db:
             db.executescript(SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return archive_db(self.path.parent)
 
     def record(self, iteration: int, parents: Parents) -> None:
         with self._connect() as db:
@@ -86,12 +79,4 @@ class LineageLog:
 
 def read_parents(run_dir: Path) -> dict[int, Parents]:
     """The recorded edges of a run (empty for a run archived before lineage was kept)."""
-    path = run_dir / ARCHIVE_FILE
-    if not path.is_file():
-        return {}
-    db = sqlite3.connect(path, timeout=30)
-    try:
-        has = db.execute("SELECT 1 FROM sqlite_master WHERE name='lineage'").fetchone()
-    finally:
-        db.close()
-    return LineageLog(run_dir).parents() if has else {}
+    return LineageLog(run_dir).parents() if has_table(run_dir, "lineage") else {}

@@ -138,7 +138,7 @@ def ask(
     usage = getattr(message, "usage_metadata", None) or {}
     meta = getattr(message, "response_metadata", None) or {}
     return Reply(
-        text=_text_of(message.content),
+        text=text_of(message.content),
         tokens=int(usage.get("total_tokens") or 0),
         model=str(meta.get("model_name") or meta.get("model") or ""),
         finish_reason=str(meta.get("finish_reason") or ""),
@@ -323,7 +323,7 @@ def _one_line(text: str) -> str:
     return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
 
 
-def _text_of(content: str | list[str | dict[Any, Any]]) -> str:
+def text_of(content: str | list[str | dict[Any, Any]]) -> str:
     """A message's text: the string, or its text parts joined (reasoning parts left out)."""
     if isinstance(content, str):
         return content

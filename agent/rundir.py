@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,34 +118,50 @@ def mark_embedded(path: Path, model: str) -> None:
     (path / EMBEDDED_FILE).write_text(json.dumps({"model": model}))
 
 
+# -- the archive (archive.sqlite): one way in for every table ----------------------------------
+
+
+@contextmanager
+def archive_db(run_dir: Path) -> Iterator[sqlite3.Connection]:
+    """One connection to the run's archive: rows by name, one transaction, always closed.
+
+    Every table of the archive (candidates, attempts, calls, lineage, final_test) goes through
+    here, so they share one file, one timeout and one way of committing."""
+    db = sqlite3.connect(run_dir / ARCHIVE_FILE, timeout=30)
+    db.row_factory = sqlite3.Row
+    try:
+        with db:
+            yield db
+    finally:
+        db.close()
+
+
+def has_table(run_dir: Path, table: str) -> bool:
+    """Whether the run's archive exists and holds `table` (older runs lack newer tables)."""
+    if not (run_dir / ARCHIVE_FILE).is_file():
+        return False
+    with archive_db(run_dir) as db:
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    return found is not None
+
+
 # -- the final test's table ----------------------------------------------------------------------
 
 
 def load_final_test(path: Path) -> list[dict[str, Any]]:
     """The stored final-test rows, best first; empty when there has been no final test."""
-    archive = path / ARCHIVE_FILE
-    if not archive.is_file():
+    if not has_table(path, "final_test"):
         return []
-    db = sqlite3.connect(archive, timeout=30)
-    db.row_factory = sqlite3.Row
-    try:
+    with archive_db(path) as db:
         return [dict(r) for r in db.execute("SELECT * FROM final_test ORDER BY rank")]
-    except sqlite3.OperationalError:  # no such table
-        return []
-    finally:
-        db.close()
 
 
 def store_final_test(path: Path, rows: list[dict[str, Any]]) -> None:
     """Replace the run's final-test rows with `rows` (one transaction)."""
-    db = sqlite3.connect(path / ARCHIVE_FILE, timeout=30)
-    try:
-        with db:
-            db.executescript(FINAL_TEST_TABLE)
-            db.execute("DELETE FROM final_test")
-            for row in rows:
-                names = ", ".join(row)
-                marks = ", ".join("?" for _ in row)
-                db.execute(f"INSERT INTO final_test ({names}) VALUES ({marks})", list(row.values()))
-    finally:
-        db.close()
+    with archive_db(path) as db:
+        db.executescript(FINAL_TEST_TABLE)
+        db.execute("DELETE FROM final_test")
+        for row in rows:
+            names = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            db.execute(f"INSERT INTO final_test ({names}) VALUES ({marks})", list(row.values()))

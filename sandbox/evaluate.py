@@ -306,18 +306,23 @@ def _signal_of(exit_code: int | None) -> int | None:
     return None
 
 
-def evaluator_from_settings(settings: SandboxSettings, announce: bool = True) -> Evaluator:
-    """The evaluator that `NASLOOP_*` settings describe: dataset prepared, backend chosen."""
-    from sandbox.backends.select import make_backend
-
-    dataset = prepare_with_fallback(settings, announce)
-    limits = Limits(
+def limits_for(settings: SandboxSettings) -> Limits:
+    """The per-job limits that `NASLOOP_*` settings describe."""
+    return Limits(
         timeout_s=settings.timeout_s,
         memory_mb=settings.memory_mb,
         pids=settings.pids_limit,
         scratch_mb=settings.scratch_mb,
         gpus=settings.gpu_ids(),
     )
+
+
+def evaluator_from_settings(settings: SandboxSettings, announce: bool = True) -> Evaluator:
+    """The evaluator that `NASLOOP_*` settings describe: dataset prepared, backend chosen."""
+    from sandbox.backends.select import make_backend
+
+    dataset = prepare_with_fallback(settings, announce)
+    limits = limits_for(settings)
     backend = make_backend(
         settings.sandbox, settings.image, announce=announce, warm=settings.warm_worker
     )

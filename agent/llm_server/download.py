@@ -12,8 +12,6 @@ file already in the Hugging Face cache (say, from `hf download`) is used where i
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import http.client
 import os
@@ -22,9 +20,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from sandbox.locks import exclusive
 
 CHUNK_BYTES = 1 << 20
 PROGRESS_EVERY_S = 2.0  # a new progress line at most this often (a log, not a terminal)
@@ -72,7 +71,7 @@ def download(repo: str, filename: str, *, out: IO[str] = sys.stderr) -> Path:
         meta = get_hf_file_metadata(url)
     except Exception as exc:  # the hub client's errors are many and version-dependent
         raise DownloadError(f"{repo}/{filename}: {_reason(exc)}") from None
-    with _lock(final.with_name(final.name + ".lock")):
+    with exclusive(final.with_name(final.name + ".lock")):
         if final.is_file():  # a twin process finished while we waited
             return final
         have = part.stat().st_size if part.is_file() else 0
@@ -152,13 +151,3 @@ def _sha256(path: Path) -> str:
 
 def _reason(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:240]
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

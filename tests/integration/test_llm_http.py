@@ -20,7 +20,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
-from agent.llm import LLMUnavailable, Reply, _text_of, ask, make_chat, preflight
+from agent.llm import LLMUnavailable, Reply, ask, make_chat, preflight, text_of
 from agent.settings import RoleConfig
 from tests.fakes import MNIST5K_REPLIES, FakeOpenAIServer, ScriptedResponder
 from tests.fakes.openai_server import CHARS_PER_TOKEN, approx_tokens
@@ -212,7 +212,7 @@ def test_text_of_joins_text_parts() -> None:
         {"type": "text", "text": "class Net"},
         "(nn.Module): ...",
     ]
-    assert _text_of(parts) == "class Net(nn.Module): ..."
+    assert text_of(parts) == "class Net(nn.Module): ..."
 
 
 def test_fake_server_streams_with_usage(server: FakeOpenAIServer) -> None:
