@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,31 @@ CREATE TABLE IF NOT EXISTS candidates (
     next_suggestion TEXT,
     created REAL NOT NULL
 );
+-- every program an iteration looked at, in order: the Generator's answer, its re-asks when it
+-- repeated itself, the host's mechanical fixes; the candidates row holds the last one's result
+CREATE TABLE IF NOT EXISTS attempts (
+    iteration INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    source TEXT NOT NULL,  -- generator | reask | fix:<name>
+    code_hash TEXT,
+    code TEXT,
+    diff TEXT,
+    stage TEXT,  -- where its result came from: novelty, lint, dry_run, train, none
+    kind TEXT NOT NULL,
+    message TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (iteration, attempt)
+);
 """
+
+
+@dataclass(frozen=True)
+class SeenProgram:
+    """The first attempt of this run that looked at a given program: what came of it."""
+
+    iteration: int
+    kind: str
+    message: str
 
 
 class RunArchive:
@@ -132,6 +157,62 @@ class RunArchive:
                     iteration,
                 ),
             )
+
+    def record_attempt(
+        self,
+        iteration: int,
+        attempt: int,
+        source: str,
+        code: str | None,
+        code_hash: str,
+        result: dict[str, Any],
+        stage: str,
+        diff: str = "",
+    ) -> None:
+        """One attempt of `iteration` (numbered from 0); a re-run node rewrites its own rows."""
+        row = (iteration, attempt, source, code_hash, code, diff, stage, result["kind"])
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attempts (iteration, attempt, source, code_hash, code,"
+                " diff, stage, kind, message, created) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (*row, result.get("message"), time.time()),
+            )
+
+    def forget_attempts(self, iteration: int) -> None:
+        """Drop `iteration`'s attempts: its node is run again (after a crash) from the start."""
+        with self._connect() as db:
+            db.execute("DELETE FROM attempts WHERE iteration=?", (iteration,))
+
+    def attempts(self, iteration: int | None = None) -> list[dict[str, Any]]:
+        where, args = ("WHERE iteration=?", (iteration,)) if iteration is not None else ("", ())
+        with self._connect() as db:
+            return [
+                dict(r)
+                for r in db.execute(
+                    f"SELECT * FROM attempts {where} ORDER BY iteration, attempt", args
+                )
+            ]
+
+    def seen_before(self, iteration: int) -> dict[str, SeenProgram]:
+        """Every program hash this run looked at before `iteration`, with its first outcome.
+
+        Read from disk, not from graph state: a resumed run knows all it has tried, and the
+        state stays constant in size. Candidates of runs older than the attempts table count too.
+        """
+        seen: dict[str, SeenProgram] = {}
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT iteration, code_hash, kind, message FROM candidates WHERE iteration < ?"
+                " UNION ALL SELECT iteration, code_hash, kind, message FROM attempts"
+                " WHERE iteration < ? ORDER BY iteration DESC",
+                (iteration, iteration),
+            ).fetchall()
+        for row in rows:  # newest first, so the oldest sighting of a hash wins
+            if row["code_hash"]:
+                seen[row["code_hash"]] = SeenProgram(
+                    row["iteration"], row["kind"], row["message"] or ""
+                )
+        return seen
 
     def rows(self) -> list[dict[str, Any]]:
         with self._connect() as db:

@@ -3,8 +3,9 @@
 vLLM and llama.cpp's llama-server both speak the OpenAI chat API; ChatOpenAI talks to either.
 Three things here are deliberate:
 
-- Only a plain chat completion is asked for: no structured output, `json_schema` or tool calls,
-  which some local servers reject. The nodes read code and JSON out of the text themselves.
+- A plain chat completion, no tool calls. The one extra a caller may add (`extra_body`) is
+  the Improver's `response_format` JSON schema (agent/structured.py), which falls back to plain
+  text where a server rejects it. The nodes read code and JSON out of the text themselves.
 - `max_tokens` travels in the request body. langchain-openai 1.7.4 renames its `max_tokens`
   setting to `max_completion_tokens` on the wire, which llama-cpp-python's server ignores (the
   reply then runs to the context's end); `extra_body` adds `max_tokens` back. vLLM and
@@ -89,17 +90,21 @@ def ask(
     seed: int | None = None,
     retries: int = 3,
     backoff_s: float = 1.0,
+    extra_body: dict[str, Any] | None = None,
 ) -> Reply:
     """One chat completion, retried up to `retries` times on transient trouble.
 
     `chat` is normally make_chat's ChatOpenAI; any chat model works (tests pass scripted ones).
 
-    `seed` goes into the request body (servers that honour it then sample reproducibly).
+    `seed` goes into the request body (servers that honour it then sample reproducibly), and so
+    do the fields of `extra_body`.
     Waits between attempts double from `backoff_s`, capped at MAX_BACKOFF_S. Raises
     LLMUnavailable when the server refuses the request or every attempt failed.
     """
     url = _url_of(chat)
     kwargs: dict[str, Any] = {} if seed is None else {"seed": seed}
+    if extra_body:  # merged with the client's own (max_tokens), which a bare kwarg would replace
+        kwargs["extra_body"] = {**(getattr(chat, "extra_body", None) or {}), **extra_body}
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

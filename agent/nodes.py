@@ -19,14 +19,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+from langchain_core.messages import BaseMessage
 from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
 from agent.advice_reader import parse_improvement
 from agent.archive import RunArchive
+from agent.cascade_checks import SandboxChecks
+from agent.check import GeneratorCost, Iteration, attempt_recorder, check_and_train
 from agent.code_reader import extract_code
+from agent.hygiene import clean_advice
 from agent.llm import ask, make_chat
+from agent.novelty import REASK_SEED_STEP, reask_temperature
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,
@@ -35,6 +40,7 @@ from agent.prompts import (
     improver_messages,
     outcome_text,
 )
+from agent.prompts_short import short_generator_messages, with_note
 from agent.rundir import run_path
 from agent.settings import Role, Settings
 from agent.state import (
@@ -46,11 +52,12 @@ from agent.state import (
     Triple,
     WindowUpdate,
     best_accuracy,
+    push_triples,
     tally,
 )
-from sandbox.code import code_hash
-from sandbox.result import EvalResult, new_result
-from tools.train_candidate import task_for, train_candidate_for
+from agent.structured import ask_for_advice
+from sandbox.result import EvalResult
+from tools.train_candidate import executor_for, task_for, train_candidate_for
 
 TEMPERATURE_SPREAD = 0.2  # a parallel round's Generator temperatures span base ± this
 # What a parallel branch's prompt and progress event need from the state (its Send payload)
@@ -98,15 +105,11 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     return {**update, **_round_size(cast(State, update), settings)}
 
 
-def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
-    """Ask the Generator for one complete module; extract its code without ever running it.
-
-    Then on to `train`: the graph's own step, or, in a parallel round's branch, a `Send` that
-    carries this branch's code to its own `train`.
-    """
-    settings = context(runtime)
+def generator_prompt(state: State, settings: Settings) -> list[BaseMessage]:
+    """The Generator's messages for this state, in the run's prompt style, ablations applied."""
     single = settings.single_shot  # the baseline: the task alone, every time
-    messages = generator_messages(
+    build = generator_messages if settings.prompt_style == "paper" else short_generator_messages
+    return build(
         state["task"],
         best=None if not settings.reference or single else state.get("best"),
         last=None if single else state.get("last"),
@@ -114,12 +117,25 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
         window=[] if not settings.memory or single else state["window"],
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
-    started = time.monotonic()
+
+
+def generator_settings(state: State, settings: Settings) -> Settings:
     branch = state.get("branch")
+    return settings if branch is None else branch_settings(settings, branch)
+
+
+def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
+    """Ask the Generator for one complete module; extract its code without ever running it.
+
+    Then on to `train`: the graph's own step, or, in a parallel round's branch, a `Send` that
+    carries this branch's code to its own `train`.
+    """
+    settings = context(runtime)
+    started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
-        chat_for("generator", settings if branch is None else branch_settings(settings, branch)),
-        messages,
+        chat_for("generator", generator_settings(state, settings)),
+        generator_prompt(state, settings),
         role="generator",
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
@@ -129,9 +145,29 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
         "gen_tokens": reply.tokens,
         "gen_seconds": time.monotonic() - started,
     }
-    if branch is None:
+    if state.get("branch") is None:
         return Command(update=update, goto="train")
     return Command(goto=Send("train", {**state, **update}))
+
+
+def reasker(state: State, settings: Settings, cost: GeneratorCost) -> Any:
+    """The novelty check's re-ask: the same prompt plus the repeat note, hotter, another seed."""
+
+    def reask(n: int, note: str) -> str | None:
+        base = generator_settings(state, settings)
+        hotter = reask_temperature(base.generator_temperature, n)
+        started = time.monotonic()
+        reply = ask(
+            chat_for("generator", base.model_copy(update={"generator_temperature": hotter})),
+            with_note(generator_prompt(state, settings), note),
+            role="generator",
+            seed=settings.run_seed + state["iteration"] + REASK_SEED_STEP * n,
+            retries=settings.llm_retries,
+        )
+        cost.add(reply.tokens, time.monotonic() - started)
+        return extract_code(reply.text)
+
+    return reask
 
 
 def branch_settings(settings: Settings, branch: Branch) -> Settings:
@@ -144,20 +180,29 @@ def branch_settings(settings: Settings, branch: Branch) -> Settings:
 
 
 def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """Score the candidate through the `train_candidate` tool and archive it before moving on.
+    """The check step (agent/check.py: novelty, lint, dry run, fixes), then training through the
+    `train_candidate` tool; every attempt and the iteration are archived before moving on.
 
     In a parallel round's branch only `round` is written; `improve` joins the round.
     """
     settings = context(runtime)
-    iteration, code = state["iteration"], state.get("code")
-    result: EvalResult
-    if code is None:
-        result = new_result("no_code", "the reply contained no Python code block", code_hash(""))
-    else:
-        result = train_candidate_for(settings).invoke({"code": code})
-    run_archive(settings, state["run_id"]).record_candidate(
-        iteration, code, result, state.get("gen_tokens", 0), state.get("gen_seconds")
+    iteration = state["iteration"]
+    archive = run_archive(settings, state["run_id"])
+    cost = GeneratorCost(state.get("gen_tokens", 0), state.get("gen_seconds") or 0.0)
+    checks = SandboxChecks(executor_for(settings), state["task"]) if settings.auto_fix else None
+    final = check_and_train(
+        state.get("code"),
+        Iteration(
+            seen=archive.seen_before(iteration),  # from disk: a resumed run knows them too
+            train=lambda code: dict(train_candidate_for(settings).invoke({"code": code})),
+            record=attempt_recorder(archive, iteration),
+            reask=reasker(state, settings, cost) if settings.novelty else None,
+            checks=checks,
+            iteration=iteration,
+        ),
     )
+    code, result = final.code, cast(EvalResult, final.result)  # every attempt's is one
+    archive.record_candidate(iteration, code, result, cost.tokens, cost.seconds)
     candidate = Candidate(iteration=iteration, code=code or "", result=result)
     counted = tally(Tally(best=state.get("best"), ok_count=state.get("ok_count", 0)), candidate)
     update: dict[str, Any]
@@ -223,13 +268,13 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             )
             for candidate, acc in batch
         ]
-        window = [*window, *closed][-settings.history_k :]
+        window = push_triples(window, closed, settings.history_k)
         update["window"] = WindowUpdate(append=closed, keep=settings.history_k)
     reason = stop_reason(state, settings)
     advice: Pending | None = None
     tokens = 0
     if reason is None and settings.improver and not settings.single_shot:
-        reply = ask(
+        reply = ask_for_advice(
             chat_for("improver", settings),
             improver_messages(
                 state["task"],
@@ -238,12 +283,11 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
                 window=window if settings.memory else [],
                 round_candidates=[candidate for candidate, _ in batch],
             ),
-            role="improver",
             seed=settings.run_seed + batch[-1][0]["iteration"],
             retries=settings.llm_retries,
         )
         tokens = reply.tokens
-        advice = _advice(parse_improvement(reply.text), last)
+        advice = clean_advice(parse_improvement(reply.text), SUGGESTION_CHARS)
     archive = run_archive(settings, state["run_id"])
     for n, (candidate, _) in enumerate(batch):
         archive.record_improvement(
@@ -291,23 +335,6 @@ def _round_size(state: State, settings: Settings) -> dict[str, Any]:
     round is cut to what is left."""
     size = max(1, min(settings.parallel, settings.iterations - state["iteration"]))
     return {"round_size": size} if size > 1 or state.get("round_size", 1) > 1 else {}
-
-
-def _advice(parsed: dict[str, str] | None, last: Candidate) -> Pending:
-    """The Improver's answer, clipped for the memory; a sane default when it gave none."""
-    if parsed and parsed.get("suggestion"):
-        return Pending(
-            problem=parsed.get("problem", "")[:SUGGESTION_CHARS],
-            suggestion=parsed["suggestion"][:SUGGESTION_CHARS],
-        )
-    result = last["result"]
-    if result["status"] != "ok":
-        problem = f"{result['kind']}: {result['message']}"[:ERROR_CHARS]
-        return Pending(problem=problem, suggestion="Fix this error; keep the rest of the network.")
-    return Pending(
-        problem="the Improver gave no usable advice",
-        suggestion="Make one small change likely to raise one-epoch accuracy.",
-    )
 
 
 def fan_out(state: State) -> str | list[Send]:

@@ -51,6 +51,11 @@ _FAILURE_HINTS = {
         "The reply held no usable Python code: the next reply must be one complete ```python "
         "block that defines class Net."
     ),
+    "duplicate": (
+        "The Generator returned a network this run had already tried, even when asked again: "
+        "suggest one clearly different change to the network (another layer type, width or "
+        "depth), not a repeat of earlier advice."
+    ),
     "over_limit": (
         "The network trained but breaks a hardware limit (the numbers are in the message): make "
         "it smaller or cheaper (fewer channels or layers, downsample earlier), keep what made it "
@@ -192,7 +197,11 @@ def _window_section(window: list[Triple]) -> str:
         problem = _clip(triple.get("problem") or "-", SUGGESTION_CHARS)
         suggestion = _clip(triple.get("suggestion") or "-", SUGGESTION_CHARS)
         outcome = _clip(triple.get("outcome") or "-", SUGGESTION_CHARS)
-        lines.append(f"{n}. problem: {problem} -> suggestion: {suggestion} -> outcome: {outcome}")
+        count = triple.get("count", 1)
+        tried = f" (tried {count} times in a row, last outcome shown)" if count > 1 else ""
+        lines.append(
+            f"{n}. problem: {problem} -> suggestion: {suggestion}{tried} -> outcome: {outcome}"
+        )
     return "\n".join(lines)
 
 

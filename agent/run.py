@@ -42,6 +42,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "search": (
         *("iterations", "history_k", "parallel", "target_accuracy", "improver", "memory"),
         *("reference", "single_shot", "run_seed", "constraints"),
+        *("novelty", "auto_fix", "prompt_style"),  # the check step and the Generator's prompt
     ),
     "sandbox": (
         *("sandbox", "image", "warm_worker", "timeout_s", "memory_mb", "pids_limit"),

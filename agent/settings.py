@@ -78,6 +78,17 @@ class Settings(SandboxSettings):
     )
     run_seed: int = Field(0, ge=0, description="base of the per-call LLM sampling seed")
     constraints: str = Field("", description="optional limits/requirements told to the Generator")
+    # The check step (agent/check.py); both off, with prompt_style paper: the paper's protocol
+    novelty: bool = Field(
+        True, description="never train a program this run already tried: re-ask, then `duplicate`"
+    )
+    auto_fix: bool = Field(
+        True, description="lint and dry-run each candidate, fix mechanical errors before training"
+    )
+    prompt_style: Literal["short", "paper"] = Field(
+        "short",
+        description="short: task, a head skeleton, the contract last; paper: the long prompts",
+    )
 
     final_top_k: int = Field(
         3, ge=0, description="at the end, retrain the top k on train, score once on test (0: skip)"

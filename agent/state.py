@@ -30,6 +30,7 @@ class Triple(TypedDict):
     problem: str
     suggestion: str
     outcome: str
+    count: NotRequired[int]  # times this (problem, suggestion) came in a row; absent means 1
 
 
 class Pending(TypedDict):
@@ -100,14 +101,41 @@ class WindowUpdate(TypedDict):
     keep: int
 
 
+def push_triples(window: list[Triple], triples: list[Triple], keep: int) -> list[Triple]:
+    """`window` with `triples` (one Improver call's worth) pushed on, the newest `keep` kept.
+
+    A triple with the same problem and suggestion as the window's newest is merged into it (its
+    count goes up, its outcome and iteration become the newer ones): a model stuck on one piece of
+    advice fills one line of the window, not all K, and the prompt says how often it was tried.
+    The triples of one parallel round are the same advice tried N times at once, each with its
+    own outcome: they are kept apart (only the first may merge with what came before).
+    """
+    merged = list(window)
+    for n, triple in enumerate(triples):
+        newest = merged[-1] if merged and n == 0 else None
+        if newest and (newest["problem"], newest["suggestion"]) == (
+            triple["problem"],
+            triple["suggestion"],
+        ):
+            merged[-1] = Triple(
+                iteration=triple["iteration"],
+                problem=triple["problem"],
+                suggestion=triple["suggestion"],
+                outcome=triple["outcome"],
+                count=newest.get("count", 1) + triple.get("count", 1),
+            )
+        else:
+            merged.append(triple)
+    return merged[-keep:] if keep > 0 else []
+
+
 def update_window(
     current: list[Triple] | None, update: WindowUpdate | list[Triple]
 ) -> list[Triple]:
     """The K-window reducer. A plain list replaces the window (used to initialise it)."""
     if isinstance(update, list):
         return list(update)
-    window = [*(current or []), *update["append"]]
-    return window[-update["keep"] :] if update["keep"] > 0 else []
+    return push_triples(current or [], update["append"], update["keep"])
 
 
 class State(TypedDict):

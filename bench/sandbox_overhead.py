@@ -91,6 +91,7 @@ def run_bare(evaluator: Evaluator, code: str) -> dict[str, Any]:
         t = time.perf_counter()
         predictions = runner.run(str(job), str(evaluator.dataset.public_dir), str(out), report)
         wall = time.perf_counter() - t
+    assert predictions is not None  # a training run (only a dry run returns none)
     return score(evaluator, predictions, wall, report["timings"]["train_s"])
 
 

@@ -12,6 +12,7 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sandbox.backends.workdir import bound_out_dir, make_job_dir, remove_job_dir
 from sandbox.cache import ResultCache
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
+from sandbox.dry_run import DRY_RUN_TIMEOUT_S, dry_run_config, read_shape_trace
 from sandbox.hardware import OVER_LIMIT, HardwareLimits, over_limit_message, violations
 from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
@@ -28,6 +30,7 @@ from sandbox.settings import SandboxSettings
 RUNNER = Path(__file__).with_name("runner.py")
 MAX_REPORT_BYTES = 1 * 2**20
 MAX_WEIGHTS_MB = 256  # a state_dict the final test keeps (the runner writes none larger)
+MAX_MESSAGE_CHARS = 2000  # a failure's one line, a shape trace included
 
 
 class Evaluator:
@@ -41,6 +44,7 @@ class Evaluator:
         precheck: bool = True,
         hardware: HardwareLimits | None = None,
         keep_weights: Path | None = None,
+        dry_run_timeout_s: float = DRY_RUN_TIMEOUT_S,
     ) -> None:
         self.dataset = dataset
         self.backend = backend
@@ -50,6 +54,7 @@ class Evaluator:
         self.precheck = precheck  # reject unparsable / Net-less code without starting a sandbox
         self.hardware = hardware or HardwareLimits()  # checked here, after scoring
         self.keep_weights = keep_weights  # where a trained net's weights go (<code hash>.pt)
+        self.dry_run_timeout_s = dry_run_timeout_s  # a dry run's wall-time limit (capped by limits)
 
     def runner_config(self) -> dict[str, Any]:
         meta = self.dataset.meta
@@ -101,40 +106,60 @@ class Evaluator:
         if self.cache is not None:
             self.cache.put(digest, self.fingerprint(), result)
 
-    def _evaluate_uncached(self, code: str, digest: str) -> EvalResult:
+    def dry_run(self, code: str) -> EvalResult:
+        """Build `Net`, one forward pass on two dummy images, output shape checked; no training.
+
+        The search's cheap stage, in the same sandbox as training (sandbox/dry_run.py): "ok" with
+        no accuracy, or a classified failure whose message and `shape_trace` say where the shapes
+        stopped fitting. Never cached: it is not a training result.
+        """
+        digest = code_hash(code)
+        if self.precheck and (problem := static_problem(code)):
+            labels = {"backend": self.backend.name, "dataset": self.dataset.name}
+            return new_result(problem[0], problem[1], digest, **labels)
+        return self._evaluate_uncached(code, digest, dry_run=True)
+
+    def _evaluate_uncached(self, code: str, digest: str, dry_run: bool = False) -> EvalResult:
         labels = {"backend": self.backend.name, "dataset": self.dataset.name}
         started = time.monotonic()
         work = make_job_dir()
+        config = self.runner_config()
+        limits = self.limits
+        if dry_run:
+            config.update(dry_run_config())
+            limits = replace(limits, timeout_s=min(limits.timeout_s, self.dry_run_timeout_s))
         try:
-            job = self._write_job(work, code)
+            job = self._write_job(work, code, config, limits)
             bound_out_dir(job.out_dir, self.limits.scratch_mb)
             outcome = self.backend.run(job)
-            result = self._interpret(outcome, job.out_dir, digest)
+            result = self._interpret(outcome, job, digest, dry_run)
         finally:
             remove_job_dir(work)
         result.update(labels)  # type: ignore[typeddict-item]
         result["wall_seconds"] = time.monotonic() - started
         return result
 
-    def _write_job(self, work: Path, code: str) -> Job:
+    def _write_job(self, work: Path, code: str, config: dict[str, Any], limits: Limits) -> Job:
         job_dir, out_dir = work / "job", work / "out"
         job_dir.mkdir()
         out_dir.mkdir()
         work.chmod(0o755)
         shutil.copyfile(RUNNER, job_dir / "runner.py")
         (job_dir / "candidate.py").write_text(code, encoding="utf-8")
-        (job_dir / "config.json").write_text(json.dumps(self.runner_config()), encoding="utf-8")
+        (job_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
         for path in job_dir.iterdir():
             path.chmod(0o644)
         job_dir.chmod(0o755)
-        return Job(job_dir, self.dataset.public_dir, out_dir, self.limits)
+        return Job(job_dir, self.dataset.public_dir, out_dir, limits)
 
-    def _interpret(self, outcome: RunOutcome, out_dir: Path, digest: str) -> EvalResult:
-        report = read_report(out_dir / "report.json")
+    def _interpret(
+        self, outcome: RunOutcome, job: Job, digest: str, dry_run: bool = False
+    ) -> EvalResult:
+        report = read_report(job.out_dir / "report.json")
         phase = f" during {report['phase']}" if report and report.get("phase") else ""
         tail = "\n".join(outcome.log_tail.strip().splitlines()[-12:])
         if outcome.timed_out:
-            limit = self.limits.timeout_s
+            limit = job.limits.timeout_s
             return new_result(
                 "timeout", f"stopped at the wall-time limit of {limit:g} s", digest, traceback=tail
             )
@@ -143,10 +168,16 @@ class Evaluator:
             return new_result(
                 "oom", f"killed at the memory limit of {mb} MiB{phase}", digest, traceback=tail
             )
+        trace = read_shape_trace(report.get("shape_trace")) if report else None
+        traced = {"shape_trace": trace} if trace else {}
+        if report is not None and report.get("status") == "ok" and dry_run:
+            message = f"dry run ok: output (2, {self.dataset.num_classes})"
+            params = _int_or_none(report.get("params"))
+            return new_result("ok", message, digest, params=params, **traced)
         if report is not None and report.get("status") == "ok":
-            return self._score(report, out_dir, digest)
+            return self._score(report, job.out_dir, digest)
         if report is not None and report.get("kind") in FAILURE_KINDS:
-            message = str(report.get("message", ""))[:500]
+            message = str(report.get("message", ""))[:MAX_MESSAGE_CHARS]
             return new_result(
                 str(report["kind"]),
                 message,
@@ -154,6 +185,7 @@ class Evaluator:
                 traceback=str(report.get("traceback", ""))[-4000:],
                 params=_int_or_none(report.get("params")),
                 flops=_int_or_none(report.get("flops")),
+                **traced,
             )
         sig = _signal_of(outcome.exit_code)
         if sig is not None:

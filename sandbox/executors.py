@@ -44,6 +44,15 @@ class LocalExecutor:
         with _local_lock:
             return self.evaluator.evaluate(code)
 
+    def dry_run(self, code: str) -> EvalResult:
+        """The check's sandbox stage (Evaluator.dry_run), queued with training: one sandbox."""
+        dry_run = getattr(self.evaluator, "dry_run", None)
+        if dry_run is None:
+            raise TypeError(f"{type(self.evaluator).__name__} has no dry_run: use an Evaluator")
+        with _local_lock:
+            result: EvalResult = dry_run(code)
+            return result
+
 
 def make_executor(settings: SandboxSettings, evaluator: Evaluator) -> LocalExecutor | RayExecutor:
     """The executor NASLOOP_EXECUTOR names: `local`, or a Ray cluster (`ray`, `ray://HOST:PORT`)

@@ -77,6 +77,7 @@ class RayExecutor:
         self._task: Any = None
         self._inflight: dict[str, Any] = {}  # code hash -> the ObjectRef being computed
         self._inflight_lock = threading.Lock()
+        self._dry_run_lock = threading.Lock()  # the local sandbox takes one job at a time
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -188,6 +189,12 @@ class RayExecutor:
                 with self._inflight_lock:
                     self._inflight.pop(digest, None)
         return result
+
+    def dry_run(self, code: str) -> EvalResult:
+        """The check's cheap stage, in this machine's own sandbox: it needs no GPU, and a round
+        trip to the cluster would cost more than the dry run itself."""
+        with self._dry_run_lock:
+            return self.local.dry_run(code)
 
     def _lost(self, digest: str, exc: BaseException) -> EvalResult:
         """A failed result for a candidate whose worker died every time; never cached."""

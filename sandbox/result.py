@@ -23,7 +23,20 @@ FAILURE_KINDS: tuple[str, ...] = get_args(SandboxFailureKind)
 FailureKind = (
     SandboxFailureKind
     | Literal["no_code"]  # the LLM's reply held no Python code (set by the search, no sandbox)
+    | Literal["duplicate"]  # a program this run already tried, repeated on every re-ask: never
+    # trained again (set by the search's novelty check, agent/check.py; no sandbox)
 )
+
+
+class ShapeStep(TypedDict):
+    """One module call of a checked forward pass (sandbox/runner.py's ShapeTrace), in call order."""
+
+    module: str  # its path in the net ("features.0"); "" is Net.forward itself, "?" a stray module
+    type: str  # its class name ("Conv2d")
+    out: list[int] | None  # the output's shape; None when the call failed or returned no tensor
+    failed: NotRequired[bool]  # the call that raised (the last step, when there is one)
+    in_shape: NotRequired[list[int]]  # the failed call's input shape
+    in_features_expected: NotRequired[int]  # a failed Linear fed (B, F): F, its right in_features
 
 
 class RayPlacement(TypedDict):
@@ -55,6 +68,8 @@ class EvalResult(TypedDict):
     backend: str
     dataset: str
     cached: bool
+    # a forward-pass check's module-by-module shapes: a dry run's, or a failed forward's
+    shape_trace: NotRequired[list[ShapeStep]]
     # set only by the Ray executor (sandbox/ray_executor.py):
     executor: NotRequired[str]  # "ray"
     lost: NotRequired[bool]  # its worker died on every try: failed, not cached

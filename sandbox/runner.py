@@ -9,6 +9,10 @@ the candidate's `Net` for the configured epochs on `<data>` and writes two files
   forge a result.
 - `report.json`: status, failure kind, message and traceback tail, parameter/FLOP counts, timings.
 
+With `"mode": "dry_run"` in the config it stops after the cheap checks (import, build `Net`, one
+forward pass on two dummy images, output shape): no data is read, nothing is trained, and only the
+report is written. Either way a failed forward pass is explained by a shape trace (ShapeTrace).
+
 Defaults are the reference paper's protocol (SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch
 128, random crop + horizontal flip), but data never goes through a DataLoader: the prepared uint8
 tensors are loaded once, moved to the device, and normalised/augmented there in whole batches.
@@ -19,6 +23,7 @@ Evidence (2-core CPU, 50k 32x32 images, small CNN): DataLoader 60 s, preloaded +
 from __future__ import annotations
 
 import argparse
+import collections
 import inspect
 import json
 import math
@@ -79,6 +84,7 @@ _OOM_HINTS = (
 )
 
 DEFAULTS: dict[str, Any] = {
+    "mode": "train",  # train | dry_run (stop after the forward check: the search's cheap stage)
     "num_classes": 10,
     "input_shape": [3, 32, 32],
     "mean": None,  # per channel, in 0..1; None means 0.5
@@ -196,24 +202,162 @@ def build_net(module: types.ModuleType, num_classes: int) -> nn.Module:
         raise classify_exception(exc, "init") from None
 
 
-def check_output_shape(net: nn.Module, x: torch.Tensor, num_classes: int) -> None:
-    """A dummy forward pass: the net must map (B, C, H, W) to (B, num_classes) logits."""
+class ShapeTrace:
+    """Each module call's output shape, in the order the calls finish, while a forward pass runs.
+
+    Global forward hooks see every module the net calls, one built inside `forward` included
+    (`nn.Linear(x.shape[1], 10)(x)`, a habit of small code models); a module is named by its path
+    in the net ("features.0"), "" being `Net.forward` itself and "?" a module the net does not
+    hold. The hooks also run when a call raises (always_call), innermost first, so the call to
+    blame is the innermost one that raised the very exception the forward pass ended with (not
+    one the candidate caught and went on). Sequential containers are left out (their output is
+    their last child's). Bounded, as a forward may loop: the first HEAD and the last TAIL calls
+    are kept, the ones between only counted.
+    """
+
+    HEAD, TAIL = 12, 36
+    TEXT_LIMIT = 1500  # characters of trace in a failure message
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+        self.names = {id(m): name for name, m in net.named_modules()}
+        self.head: list[dict[str, Any]] = []
+        self.tail: collections.deque[dict[str, Any]] = collections.deque(maxlen=self.TAIL)
+        self.dropped = 0
+        self.open: list[tuple[nn.Module, list[int] | None]] = []  # started, not yet finished
+        # the innermost call that raised, its input shape, and the exception it raised
+        self.raised: tuple[nn.Module, list[int] | None, BaseException] | None = None
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> ShapeTrace:
+        from torch.nn.modules import module as torch_module
+
+        self.handles = [
+            torch_module.register_module_forward_pre_hook(self._started),
+            torch_module.register_module_forward_hook(self._finished, always_call=True),
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _started(self, module: nn.Module, args: Any) -> None:
+        self.open.append((module, _first_shape(args)))
+
+    def _finished(self, module: nn.Module, args: Any, output: Any) -> None:
+        in_shape = None
+        while self.open:  # normally the top; deeper if a hook was skipped (torch.compile)
+            started, in_shape = self.open.pop()
+            if started is module:
+                break
+        error = sys.exc_info()[1]
+        if output is None and error is not None:  # torch calls us from its `except` clause
+            if self.raised is None or self.raised[2] is not error:
+                self.raised = (module, in_shape, error)  # the innermost: the first to see it
+            return
+        if module is not self.net and not isinstance(module, nn.Sequential):
+            self._add(self._step(module, _first_shape(output)))
+
+    def _step(self, module: nn.Module, out: list[int] | None) -> dict[str, Any]:
+        name = self.names.get(id(module), "?")
+        return {"module": name, "type": type(module).__name__, "out": out}
+
+    def _add(self, step: dict[str, Any]) -> None:
+        if len(self.head) < self.HEAD:
+            self.head.append(step)
+            return
+        if len(self.tail) == self.TAIL:
+            self.dropped += 1
+        self.tail.append(step)
+
+    def fail(self, error: BaseException, x: torch.Tensor) -> None:
+        """Record the call that raised `error`: a module's, or else Net.forward's own code."""
+        if self.raised is not None and self.raised[2] is error:
+            module, in_shape, _ = self.raised
+        else:
+            module, in_shape = self.net, list(x.shape)
+        step = self._step(module, None)
+        step["failed"] = True
+        if in_shape is not None:
+            step["in_shape"] = in_shape
+            # a Linear fed (B, F) with F != in_features: F is what in_features must be
+            linear = isinstance(module, nn.Linear) and len(in_shape) == 2
+            if linear and in_shape[1] != module.in_features:
+                step["in_features_expected"] = in_shape[1]
+        self._add(step)
+
+    def steps(self) -> list[dict[str, Any]]:
+        return self.head + list(self.tail)
+
+    def text(self) -> str:
+        """One line: `features.0 Conv2d -> (2, 32, 28, 28); ...; fc Linear FAILED on (2, 4096)`."""
+        parts = [_step_text(step) for step in self.head]
+        if self.dropped:
+            parts.append(f"... ({self.dropped} calls not shown)")
+        parts += [_step_text(step) for step in self.tail]
+        text = "; ".join(parts)
+        if len(text) > self.TEXT_LIMIT:  # keep both ends: the start explains, the end failed
+            half = self.TEXT_LIMIT // 2
+            text = text[:half] + " ... " + text[-half:]
+        return text
+
+
+def _first_shape(value: Any) -> list[int] | None:
+    """The shape of a tensor, or of the first tensor in a tuple/list (an LSTM's output)."""
+    if isinstance(value, torch.Tensor):
+        return list(value.shape)
+    if isinstance(value, tuple | list):
+        for item in value[:4]:
+            if isinstance(item, torch.Tensor):
+                return list(item.shape)
+    return None
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    name = step["module"] or "(Net.forward)"
+    if not step.get("failed"):
+        out = "no tensor" if step["out"] is None else str(tuple(step["out"]))
+        return f"{name} {step['type']} -> {out}"
+    text = f"{name} {step['type']} FAILED"
+    if "in_shape" in step:
+        text += f" on input {tuple(step['in_shape'])}"
+    if "in_features_expected" in step:
+        text += f" (in_features must be {step['in_features_expected']})"
+    return text
+
+
+def check_output_shape(
+    net: nn.Module, x: torch.Tensor, num_classes: int, report: dict[str, Any]
+) -> None:
+    """A dummy forward pass: the net must map (B, C, H, W) to (B, num_classes) logits.
+
+    A failure's message carries the shape trace, and `report["shape_trace"]` its steps.
+    """
     net.eval()
+    trace = ShapeTrace(net)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), trace:
             out = net(x)
     except BaseException as exc:
-        raise classify_exception(exc, "forward") from None
+        trace.fail(exc, x)
+        report["shape_trace"] = trace.steps()
+        failure = classify_exception(exc, "forward")
+        failure.message += f"; shape trace: {trace.text()}"
+        raise failure from None
+    report["shape_trace"] = trace.steps()
     expected = (x.shape[0], num_classes)
     if not isinstance(out, torch.Tensor):
         raise CandidateFailure(
-            "shape", f"Net returned {type(out).__name__}, expected a tensor {expected}"
+            "shape",
+            f"Net returned {type(out).__name__}, expected a tensor {expected}"
+            f"; shape trace: {trace.text()}",
         )
     if tuple(out.shape) != expected:
         raise CandidateFailure(
             "shape",
             f"Net output has shape {tuple(out.shape)}, expected {expected}"
-            f" for input {tuple(x.shape)}",
+            f" for input {tuple(x.shape)}; shape trace: {trace.text()}",
         )
 
 
@@ -431,18 +575,11 @@ def predict(net: nn.Module, cfg: dict[str, Any], data_dir: str, device: torch.de
     return [int(p) for p in torch.cat(preds)] if preds else []
 
 
-def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> list[int]:
-    with _open(os.path.join(job_dir, "config.json"), encoding="utf-8") as f:
-        cfg = {**DEFAULTS, **json.load(f)}
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
-    device = setup_device(cfg)
-    report["device"] = str(device)
-    chosen_for_us = cfg["autocast"] == "auto"
-    cfg["autocast"] = report["autocast"] = resolve_autocast(cfg["autocast"], device)
-    torch.manual_seed(cfg["seed"])
+def check_candidate(
+    job_dir: str, cfg: dict[str, Any], report: dict[str, Any]
+) -> tuple[nn.Module, torch.Tensor]:
+    """Import the candidate, build its Net, check one forward pass: the net and its dummy input."""
     timings = report["timings"]
-
     report["phase"] = "import"
     t = time.perf_counter()
     module = load_candidate(os.path.join(job_dir, "candidate.py"))
@@ -451,10 +588,34 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
     timings["build_s"] = time.perf_counter() - t
 
     report["phase"] = "forward"
+    t = time.perf_counter()
     c, h, w = cfg["input_shape"]
-    dummy = torch.randn(2, c, h, w)
-    check_output_shape(net, dummy, cfg["num_classes"])
+    dummy = torch.randn(2, c, h, w)  # (B, C, H, W); two images so that BatchNorm can work
+    check_output_shape(net, dummy, cfg["num_classes"], report)
+    timings["forward_s"] = time.perf_counter() - t
     report["params"] = sum(p.numel() for p in net.parameters())
+    return net, dummy
+
+
+def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> list[int] | None:
+    """Train and predict: the validation predictions; None for a dry run, which stops earlier."""
+    with _open(os.path.join(job_dir, "config.json"), encoding="utf-8") as f:
+        cfg = {**DEFAULTS, **json.load(f)}
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    if cfg["mode"] == "dry_run":  # on the CPU, no device set-up, no data: it must cost < 1 s
+        torch.manual_seed(cfg["seed"])
+        check_candidate(job_dir, cfg, report)
+        report["message"] = f"dry run ok: output (2, {cfg['num_classes']})"
+        return None
+    device = setup_device(cfg)
+    report["device"] = str(device)
+    chosen_for_us = cfg["autocast"] == "auto"
+    cfg["autocast"] = report["autocast"] = resolve_autocast(cfg["autocast"], device)
+    torch.manual_seed(cfg["seed"])
+    timings = report["timings"]
+
+    net, dummy = check_candidate(job_dir, cfg, report)
     try:
         report["flops"] = count_flops(net, dummy)
     except BaseException as exc:  # some exotic ops have no FLOP formula: not the candidate's fault
@@ -577,8 +738,10 @@ def main(argv: list[str] | None = None) -> int:
     code = 1
     try:
         predictions = run(args.job, args.data, args.out, report)
-        write_json(os.path.join(args.out, "predictions.json"), predictions)
-        report.update(status="ok", kind="ok", message=f"trained {report.get('steps')} steps")
+        if predictions is not None:
+            write_json(os.path.join(args.out, "predictions.json"), predictions)
+            report["message"] = f"trained {report.get('steps')} steps"
+        report.update(status="ok", kind="ok")
         code = 0
     except CandidateFailure as failure:
         report.update(kind=failure.kind, message=failure.message, traceback=failure.tb)

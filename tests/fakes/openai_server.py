@@ -13,6 +13,7 @@ As a separate process (for subprocess tests):
 
     python -m tests.fakes.openai_server --port 0 --replies FILE.json [--faults 500,none,close]
         [--reply-delay SECONDS]
+    python -m tests.fakes.openai_server --port 0 --persona mistakes   (tests/fakes/mistakes.py)
 
 prints `READY http://127.0.0.1:PORT/v1` once listening, then serves until killed.
 
@@ -124,7 +125,11 @@ class FakeOpenAIServer:
         port: int = 0,
         models: Sequence[str] | None = None,
         reply_delay: float = 0.0,
+        reject_response_format: bool = False,
     ) -> None:
+        # answer a request that carries `response_format` with HTTP 400, as servers without
+        # structured output do (the client must then fall back to plain text)
+        self.reject_response_format = reject_response_format
         self.responder: Responder = responder or ScriptedResponder(
             {m: ["OK"] for m in DEFAULT_MODELS}
         )
@@ -244,6 +249,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._error(404, f"no route POST {self.path}")
+            return
+        if self.fake.reject_response_format and "response_format" in body:
+            self._error(400, "Unrecognized request argument supplied: response_format")
             return
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -402,7 +410,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m tests.fakes.openai_server", description=__doc__
     )
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
-    parser.add_argument("--replies", required=True, help='JSON file {"model": ["reply", ...]}')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--replies", help='JSON file {"model": ["reply", ...]}')
+    source.add_argument(
+        "--persona",
+        choices=["mistakes"],
+        help="mistakes: replies like a real 0.5B model's (tests/fakes/mistakes.py)",
+    )
     parser.add_argument(
         "--faults", default="", help="comma-separated, one per request: none,500,429,close,..."
     )
@@ -413,8 +427,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     faults = (
         [None if f in ("", "none") else f for f in args.faults.split(",")] if args.faults else []
     )
+    responder: Responder
+    if args.persona == "mistakes":
+        from tests.fakes.mistakes import MistakesResponder
+
+        responder = MistakesResponder()
+    else:
+        responder = ScriptedResponder.from_file(args.replies)
     server = FakeOpenAIServer(
-        ScriptedResponder.from_file(args.replies),
+        responder,
         faults=faults,
         port=args.port,
         reply_delay=args.reply_delay,

@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The test process's environment without any NASLOOP_* of its own, plus a quick setup:
-    the offline dataset, a small training subset, the Docker sandbox, one LLM retry, and no
-    final test at the end of a run (tests/integration/test_results.py asks for one)."""
+    the offline dataset, a small training subset, the Docker sandbox, one LLM retry, no final
+    test at the end of a run (tests/integration/test_results.py asks for one), and the paper's
+    protocol (no novelty check, no auto-fix, its prompts): these tests' scripted replies count
+    on each reply being trained as it is (a repeat is a cache hit, a shape error stays one);
+    tests/integration/test_check_step.py runs the check step itself."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NASLOOP_")}
     env.update(
         NASLOOP_DATASET="mnist5k",
@@ -26,6 +29,9 @@ def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         NASLOOP_TIMEOUT_S="120",
         NASLOOP_LLM_RETRIES="1",
         NASLOOP_FINAL_TOP_K="0",
+        NASLOOP_NOVELTY="false",
+        NASLOOP_AUTO_FIX="false",
+        NASLOOP_PROMPT_STYLE="paper",
     )
     env.update(extra)
     return env
@@ -49,6 +55,23 @@ def llm_server(replies: Path, *options: str) -> Iterator[str]:
     command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", *options]
     server = subprocess.Popen(
         [*command, "--replies", str(replies)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline().split()
+        assert ready and ready[0] == "READY", ready
+        yield ready[1]
+    finally:
+        server.kill()
+        server.wait()
+
+
+@contextlib.contextmanager
+def persona_server(persona: str, *options: str) -> Iterator[str]:
+    """Like `llm_server`, but the server plays a persona (`--persona`, tests/fakes/mistakes.py)."""
+    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", *options]
+    server = subprocess.Popen(
+        [*command, "--persona", persona], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None

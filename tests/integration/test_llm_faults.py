@@ -25,6 +25,7 @@ import pytest
 
 from agent.archive import RunArchive
 from agent.code_reader import extract_code
+from agent.hygiene import UNREADABLE
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, ScriptedResponder
 from tests.integration.agent_cli import agent_env, agent_run
 
@@ -77,8 +78,6 @@ WIDE = (  # a longer module whose first 256 characters end inside `nn.Sequential
     "        return self.body(x)\n"
     "```\n"
 )
-DEFAULT_AFTER_OK = "Make one small change likely to raise one-epoch accuracy."
-DEFAULT_AFTER_FAILURE = "Fix this error; keep the rest of the network."
 
 
 @dataclass
@@ -279,7 +278,7 @@ def test_code_cut_off_by_max_tokens_is_a_syntax_iteration(
     assert suggestions(done.rows) == [ADVICE_SUGGESTION, None]
 
 
-def test_improver_prose_instead_of_json_gets_the_default_advice(
+def test_improver_prose_instead_of_json_is_recorded_as_unreadable(
     tmp_path: Path, servers: list[FakeOpenAIServer], sandbox_image: str
 ) -> None:
     server = serve([GOOD, PROSE], improver=[IMPROVER_PROSE, "", "<html>not json</html>"])
@@ -288,12 +287,14 @@ def test_improver_prose_instead_of_json_gets_the_default_advice(
     assert done.code == 0, done.err
     assert done.kinds == ["ok", "no_code", "ok"]  # the third is the first again (cached)
     assert done.rows[2]["cached"] == 1
-    assert suggestions(done.rows) == [DEFAULT_AFTER_OK, DEFAULT_AFTER_FAILURE, None]
-    # each triple is recorded: the next iteration closes the default advice with its outcome
-    assert closed_suggestions(done.rows) == [None, DEFAULT_AFTER_OK, DEFAULT_AFTER_FAILURE]
+    # no invented diagnosis or advice: the memory says the reply could not be read
+    assert suggestions(done.rows) == ["", "", None]
+    assert [r["next_problem"] for r in done.rows[:2]] == [UNREADABLE, UNREADABLE]
+    # each triple is still recorded: the next iteration closes it with its outcome
+    assert closed_suggestions(done.rows) == [None, "", ""]
     triple = json.loads(done.rows[1]["closed_triple"])
     assert triple["iteration"] == 1 and triple["outcome"]
-    assert done.rows[1]["next_problem"].startswith("no_code")
+    assert triple["problem"] == UNREADABLE
 
 
 def test_a_huge_reply_is_handled_within_bounds(

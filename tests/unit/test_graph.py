@@ -90,10 +90,15 @@ class ScriptedEvaluator:
             return new_result("ok", "trained", "h", val_accuracy=float(acc))
         return new_result(kind, f"{kind} failure", "h")
 
+    def dry_run(self, code: str) -> EvalResult:
+        """The check step's dry run: every scripted module builds; training decides."""
+        return new_result("ok", "dry run passed", "h")
+
 
 def use_evaluator(monkeypatch: pytest.MonkeyPatch, ev: ScriptedEvaluator) -> None:
-    """Bind the search's two doors into tools (`task_for`, `train_candidate_for`) to `ev`: the
-    real `train_candidate` tool and the local executor, in front of a scripted evaluator."""
+    """Bind the search's doors into tools (`task_for`, `train_candidate_for`, `executor_for` for
+    the check step's dry run) to `ev`: the real `train_candidate` tool and the local executor, in
+    front of a scripted evaluator."""
     tool = make_train_candidate(LocalExecutor(ev))
     data = ev.dataset
     task = TaskInfo(
@@ -104,6 +109,8 @@ def use_evaluator(monkeypatch: pytest.MonkeyPatch, ev: ScriptedEvaluator) -> Non
     )
     monkeypatch.setattr(nodes, "task_for", lambda settings: task)
     monkeypatch.setattr(nodes, "train_candidate_for", lambda settings: tool)
+    # the check step's door: its dry run goes through the same local executor
+    monkeypatch.setattr(nodes, "executor_for", lambda settings: LocalExecutor(ev))
 
 
 @pytest.fixture

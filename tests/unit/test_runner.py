@@ -54,3 +54,4 @@ def test_runner_and_host_agree_on_failure_kinds() -> None:
     # no_code is the search's own kind: a FailureKind, but never one a runner's report may claim
     every_kind = [kind for part in get_args(FailureKind) for kind in get_args(part)]
     assert "no_code" in every_kind and "no_code" not in FAILURE_KINDS
+    assert "duplicate" in every_kind and "duplicate" not in FAILURE_KINDS  # the novelty check's
