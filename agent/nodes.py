@@ -234,6 +234,10 @@ def stop_reason(state: State, settings: Settings) -> str | None:
         return "target"
     if state["iteration"] >= settings.iterations:
         return "budget"
+    if settings.llm_calls is not None:  # a budget of calls (bench/search_quality.py)
+        generator, improver = run_archive(settings, state["run_id"]).llm_calls()
+        if generator + improver >= settings.llm_calls:
+            return "llm_calls"
     return None
 
 
