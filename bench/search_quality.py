@@ -83,7 +83,8 @@ def ratios(
 
 
 def choose_default(variants: dict[str, Any]) -> str | None:
-    """The rule: highest mean success rate, then highest mean best validation accuracy."""
+    """The rule: highest mean success rate, then highest mean best validation accuracy; a tie
+    on both keeps the variant listed first (`full` first: today's defaults stay)."""
 
     def key(name: str) -> tuple[float, float]:
         agg = variants[name]

@@ -56,6 +56,9 @@ def test_every_variant_spends_its_calls_on_smollm2(tmp_path: Path, sandbox_image
         rows = RunArchive(tmp_path / "runs" / run["run_id"]).rows()
         assert run["iterations"] == len(rows) >= 1
         assert all(r["gen_tokens"] > 0 for r in rows), (variant, rows)
+    runs = {variant: results["runs"][variant][0] for variant in results["runs"]}
+    # the Improver's call is counted in the budget: full spends one of its two on it
+    assert runs["full"]["improver_calls"] >= 1 and runs["single_shot"]["improver_calls"] == 0
     assert set(results["ratios_full_over_single_shot"]) == set(NUMBERS)
     assert results["default"] in DEFAULT_VARIANTS
     assert f"The rule picks: **{results['default']}**" in done.stdout
