@@ -186,6 +186,17 @@ class RunArchive:
                 )
             ]
 
+    def llm_calls(self) -> tuple[int, int]:
+        """(Generator calls, Improver calls) so far: one Generator call per iteration plus one per
+        re-ask attempt; one Improver call per row carrying its tokens (servers report usage).
+        A mechanical fix is no call; an HTTP retry is the same call."""
+        with self._connect() as db:
+            rows, improver = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(improver_tokens > 0), 0) FROM candidates"
+            ).fetchone()
+            (reasks,) = db.execute("SELECT COUNT(*) FROM attempts WHERE source='reask'").fetchone()
+        return int(rows) + int(reasks), int(improver)
+
     def seen_before(self, iteration: int) -> dict[str, SeenProgram]:
         """Every program hash this run looked at before `iteration`, with its first outcome.
 

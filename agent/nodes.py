@@ -1,8 +1,7 @@
 """The graph's nodes: set up the task, generate a candidate, train it, improve on the outcome.
 
 Each node reads its settings from the LangGraph runtime context (`Settings`), so the CLI, Studio
-and callers drive the same code. Heavy things (chat clients, evaluators, archives) are built once
-per distinct settings and reused across iterations.
+and callers drive the same code; chat clients and archives are built once per settings.
 
 Parallel rounds (`--parallel N`): `fan_out` sends N branches to `generate`, each with its own
 iteration number, sampling seed (run seed + iteration) and temperature (spread around the
@@ -263,6 +262,9 @@ def stop_reason(state: State, settings: Settings) -> str | None:
         return "target"
     if state["iteration"] >= settings.iterations:
         return "budget"
+    calls = settings.llm_calls  # a budget of calls (bench/search_quality.py)
+    if calls is not None and sum(run_archive(settings, state["run_id"]).llm_calls()) >= calls:
+        return "llm_calls"
     return None
 
 

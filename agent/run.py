@@ -44,6 +44,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "search": (
         *("iterations", "history_k", "parallel", "target_accuracy", "improver", "memory"),
+        "llm_calls",
         *("reference", "single_shot", "run_seed", "constraints"),
         *("novelty", "auto_fix", "prompt_style"),  # the check step and the Generator's prompt
     ),

@@ -59,6 +59,11 @@ class Settings(SandboxSettings):
     target_accuracy: float | None = Field(
         None, gt=0, le=1, description="stop once the best validation accuracy reaches this"
     )
+    llm_calls: int | None = Field(
+        None,
+        ge=1,
+        description="also stop after this many LLM calls (Generator, re-asks, Improver)",
+    )
     improver: bool = Field(
         True, description="ask the Improver for the next change (off: ablation, no suggestions)"
     )

@@ -151,7 +151,7 @@ class State(TypedDict):
     window: Annotated[list[Triple], update_window]
     pending: NotRequired[Pending | None]
     ok_count: NotRequired[int]  # successful candidates so far
-    stop_reason: NotRequired[str | None]  # "budget" or "target" once the search is over
+    stop_reason: NotRequired[str | None]  # "budget", "target" or "llm_calls" once over
     # Parallel rounds only (absent or empty with --parallel 1):
     round_size: NotRequired[int]  # candidates in the next round (1: the classic loop)
     round: Annotated[list[Candidate], merge_round]  # this round's finished candidates

@@ -41,11 +41,27 @@ from agent.rundir import load_final_test, run_path
 VARIANTS: dict[str, tuple[str, ...]] = {
     "full": (),
     "no_history": ("memory",),
+    "no_memory": ("memory",),  # the same switch as no_history, under the issue's name
     "no_improver": ("improver",),
     "no_reference": ("reference",),
-    "single_shot": ("single_shot",),
+    "no_novelty": ("novelty",),
+    "no_auto_fix": ("auto_fix",),
+    "paper_prompts": ("paper_prompts",),
+    # the baseline, plain sampling with the same prompts: no window, no Improver, no fixes
+    "single_shot": ("single_shot", "novelty", "auto_fix"),
+    # best-of-k resampling: plain sampling, but a repeat is asked again (hotter) instead of
+    # being spent; the best of the k samples is the result
+    "best_of_k": ("single_shot", "auto_fix"),
 }
-SWITCHES = {"memory": True, "improver": True, "reference": True, "single_shot": False}
+SWITCHES = {
+    "memory": True,
+    "improver": True,
+    "reference": True,
+    "single_shot": False,
+    "novelty": True,
+    "auto_fix": True,
+    "paper_prompts": False,  # on: --prompt-style paper (the long prompts), off: short
+}
 ABLATIONS_DIR = "ablations"
 
 
@@ -59,6 +75,9 @@ def run_argv(run_id: str, variant: str, seed: int, iterations: int, extra: list[
     argv += ["--run-seed", str(seed), "--seed", str(seed)]
     for switch, full in SWITCHES.items():
         on = full != (switch in VARIANTS[variant])
+        if switch == "paper_prompts":
+            argv += ["--prompt-style", "paper" if on else "short"]
+            continue
         flag = switch.replace("_", "-")
         argv.append(f"--{flag}" if on else f"--no-{flag}")
     if not any(a.startswith("--final-top-k") for a in extra):
@@ -212,6 +231,70 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
     plot_curves(results, out / "curves.png")
 
 
+def _agent_run(argv: list[str]) -> int:
+    """One `python -m agent.run`, in this process, its output on stderr; its exit code."""
+    from agent import run as agent_run
+
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            return int(agent_run.main(argv))
+        except SystemExit as exc:  # argparse refusing a flag
+            return exc.code if isinstance(exc.code, int) else 2
+
+
+def run_one(
+    run_id: str,
+    variant: str,
+    seed: int,
+    extra: list[str],
+    *,
+    iterations: int | None = None,
+    llm_calls: int | None = None,
+) -> int:
+    """One (variant, seed) run, to a budget of iterations or of LLM calls; its exit code.
+
+    A budget of calls is the run's own `--llm-calls` setting (the loop stops before the next
+    Improver call once the archive counts that many: agent/archive.py), with as many iterations
+    allowed as calls, since every iteration makes at least one. A run stops at most one
+    iteration's calls (Improver, Generator, its re-asks) past the budget.
+    """
+    if llm_calls is None:
+        assert iterations is not None
+        return _agent_run(run_argv(run_id, variant, seed, iterations, extra))
+    budget = ["--llm-calls", str(llm_calls)]
+    return _agent_run(run_argv(run_id, variant, seed, llm_calls, [*budget, *extra]))
+
+
+def run_all(
+    runs_dir: Path,
+    name: str,
+    variants: list[str],
+    seeds: list[int],
+    extra: list[str],
+    *,
+    iterations: int | None = None,
+    llm_calls: int | None = None,
+) -> int:
+    """Every (variant, seed) run of ablation `name`, to one budget; the first failing exit code,
+    or 0. Seeds outermost: an early stop leaves every variant comparable."""
+    total = len(variants) * len(seeds)
+    n = 0
+    for seed in seeds:  # seeds outermost: an early stop leaves every variant comparable
+        for variant in variants:
+            n += 1
+            run_id = run_id_for(name, variant, seed)
+            print(f"nasloop: ablation {name} [{n}/{total}]: {run_id}", file=sys.stderr, flush=True)
+            code = run_one(run_id, variant, seed, extra, iterations=iterations, llm_calls=llm_calls)
+            if code != 0:
+                print(
+                    f"nasloop: ablation {name} stopped at {run_id} (exit {code}); run the same "
+                    "command again to resume it",
+                    file=sys.stderr,
+                )
+                return code
+    return 0
+
+
 def _names(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
@@ -260,25 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         runs_dir = load_settings(**fields).runs_dir
     except SettingsError as exc:
         return bad_input(exc)
-    total = len(args.variants) * len(args.seeds)
-    n = 0
-    for seed in args.seeds:  # seeds outermost: an early stop leaves every variant comparable
-        for variant in args.variants:
-            n += 1
-            run_id = run_id_for(name, variant, seed)
-            print(f"nasloop: ablation {name} [{n}/{total}]: {run_id}", file=sys.stderr, flush=True)
-            with contextlib.redirect_stdout(sys.stderr):
-                try:
-                    code = agent_run.main(run_argv(run_id, variant, seed, args.iterations, extra))
-                except SystemExit as exc:  # argparse refusing a flag
-                    code = exc.code if isinstance(exc.code, int) else 2
-            if code != 0:
-                print(
-                    f"nasloop: ablation {name} stopped at {run_id} (exit {code}); run the same "
-                    "command again to resume it",
-                    file=sys.stderr,
-                )
-                return int(code)
+    code = run_all(runs_dir, name, args.variants, args.seeds, extra, iterations=args.iterations)
+    if code != 0:
+        return code
     results = collect(runs_dir, name, args.variants, args.seeds, args.iterations)
     out = runs_dir / ABLATIONS_DIR / name
     write_outputs(results, out)

@@ -88,8 +88,8 @@ def test_bad_variants_and_seeds_are_refused(capsys: pytest.CaptureFixture[str]) 
     from agent.results.ablate import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["--variants", "full,no_memory", "--iterations", "2"])
+        main(["--variants", "full,no_such_variant", "--iterations", "2"])
     assert exit_info.value.code == 2
-    assert "no_memory" in capsys.readouterr().err
+    assert "no_such_variant" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--seeds", "a,b", "--iterations", "2"])

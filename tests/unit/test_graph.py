@@ -62,13 +62,16 @@ def improver_reply(i: int) -> str:
 
 
 class RecordingChat(FakeListChatModel):
-    """A scripted chat model that also keeps every prompt it was sent."""
+    """A scripted chat model that also keeps every prompt it was sent, and reports token usage
+    as llama.cpp's and vLLM's servers do (the archive counts LLM calls by it)."""
 
     prompts: list[str] = []  # noqa: RUF012  (pydantic copies it per instance)
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         self.prompts.append("\n".join(str(m.content) for m in input if isinstance(m, BaseMessage)))
-        return super().invoke(input, config, **kwargs)
+        reply = super().invoke(input, config, **kwargs)
+        reply.usage_metadata = {"input_tokens": 40, "output_tokens": 20, "total_tokens": 60}
+        return reply
 
 
 @dataclass
@@ -222,3 +225,19 @@ def test_checkpoint_does_not_grow_with_iterations(
     assert set(sizes) >= {5, 50}
     # same shape, same bounded contents: only a few digits in the code strings differ
     assert sizes[50] <= sizes[5] * 1.05, sizes
+
+
+def test_a_budget_of_llm_calls_stops_the_search(
+    tmp_path: Path, roles: dict[str, RecordingChat]
+) -> None:
+    from agent.archive import RunArchive
+
+    _, final = run(tmp_path, iterations=15, llm_calls=7)
+    assert final["stop_reason"] == "llm_calls"
+    generator, improver = RunArchive(tmp_path / "t").llm_calls()
+    # the calls the archive counts are the calls the roles answered, and the budget is met
+    assert generator == len(roles["generator"].prompts)
+    assert improver == len(roles["improver"].prompts)
+    assert 7 <= generator + improver <= 7 + 3
+    _, unlimited = run(tmp_path / "u", iterations=15)
+    assert unlimited["stop_reason"] == "budget"
