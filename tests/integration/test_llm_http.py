@@ -20,7 +20,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
-from agent.llm import LLMUnavailable, Reply, ask, make_chat, preflight, text_of
+from agent.llm import LLMUnavailable, ask, make_chat, preflight, text_of
 from agent.settings import RoleConfig
 from tests.fakes import MNIST5K_REPLIES, FakeOpenAIServer, ScriptedResponder
 from tests.fakes.openai_server import CHARS_PER_TOKEN, approx_tokens
@@ -54,7 +54,11 @@ def test_reply_text_and_tokens(server: FakeOpenAIServer) -> None:
     first = ask(chat, PROMPT, role="generator")
     second = ask(chat, PROMPT, role="generator")
     prompt_tokens = approx_tokens("You design neural networks.Write a Net.")
-    assert first == Reply("first generator reply", prompt_tokens + approx_tokens(first.text))
+    assert (first.text, first.tokens) == (
+        "first generator reply",
+        prompt_tokens + approx_tokens(first.text),
+    )
+    assert first.finish_reason == "stop"  # what the server said, archived with the call
     assert second.text == "second generator reply"  # the script advances per request
 
 

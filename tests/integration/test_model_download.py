@@ -80,6 +80,11 @@ def test_a_download_killed_mid_file_resumes_with_a_range_request(tmp_path: Path,
         again = download_in_child(env)
         out, err = again.communicate(timeout=120)
         assert again.returncode == 0, err
+        # the killed request's handler logs it when its next write fails: wait for that line
+        waited = time.monotonic() + 30
+        while not any(m == "GET" and FILE in p and r is None for m, p, r, _ in hub.requests):
+            assert time.monotonic() < waited, "the killed request was never logged"
+            time.sleep(0.05)
     final = Path(out.strip())
     assert final.read_bytes() == gguf_bytes
     assert not part.exists()
@@ -87,7 +92,7 @@ def test_a_download_killed_mid_file_resumes_with_a_range_request(tmp_path: Path,
     gets = {
         rng: sent for method, path, rng, sent in hub.requests if method == "GET" and FILE in path
     }
-    assert set(gets) == {None, f"bytes={kept}-"}  # the whole file, then only the rest...
+    assert set(gets) == {None, f"bytes={kept}-"}, hub.requests  # the whole file, then the rest...
     assert gets[f"bytes={kept}-"] == size - kept  # ...which is all the second one sent
     assert f"download: resuming {FILE} at" in err and "(100%)" in err  # progress is shown
 
