@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -51,16 +51,10 @@ class Verification:
 
 
 def verification_backend(backend: Backend) -> Backend | None:
-    """A backend that runs one fresh job's own runner.py: the warm worker runs only ours."""
-    from sandbox.backends.docker import DockerBackend
-    from sandbox.backends.process import ProcessBackend
-    from sandbox.backends.warm import WarmDockerBackend
-
-    if isinstance(backend, WarmDockerBackend):
-        return DockerBackend(image=backend.image)
-    if isinstance(backend, DockerBackend | ProcessBackend):
-        return backend
-    return None
+    """A backend that runs one fresh job's own runner.py (`fresh_job_backend`: a backend says
+    where; the warm worker runs only ours), or None when it has no such place."""
+    fresh = getattr(backend, "fresh_job_backend", None)
+    return cast("Backend", fresh()) if callable(fresh) else None
 
 
 def verify(

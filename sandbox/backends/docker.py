@@ -3,11 +3,9 @@
 The container gets no network, a read-only root, /job and /data read-only, /out as the only
 writable host directory, a private tmpfs scratch at /tmp, memory (no swap), process-count and
 wall-time limits, uid 65534 with no capabilities and no privilege gain, an environment built
-from nothing (no host variables, hence no API keys), and only the GPUs listed in the job.
-
-The image is `nasloop-sandbox:latest` from `python -m sandbox.image build`; its labels say which
-interpreter to run and which host paths to lend read-only (the `local` kind borrows the host's
-/usr and Python; see sandbox/image.py).
+from nothing (no host variables, hence no API keys), and only the GPUs listed in the job. The
+image (`python -m sandbox.image build`) says by its labels which interpreter to run and which
+host paths to lend read-only (the `local` kind borrows the host's /usr and Python).
 
 Whatever happens (normal exit, timeout, OOM, a container that never started, Ctrl-C), the
 container is force-removed before `run` returns or raises.
@@ -282,6 +280,9 @@ class DockerBackend:
             job.out_dir.chmod(0o777)
 
     # --- one job ---------------------------------------------------------------------------------
+
+    def fresh_job_backend(self) -> DockerBackend:
+        return self  # a one-off job (sandbox/verify.py) gets a fresh container here, as every job
 
     def run(self, job: Job) -> RunOutcome:
         client = self._connect()

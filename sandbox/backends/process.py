@@ -129,6 +129,10 @@ class ProcessBackend:
         parts.append("cgroup limits" if self.root else "rlimits only")
         return ", ".join(parts)
 
+    def fresh_job_backend(self) -> ProcessBackend:
+        """Where a one-off job runs its own runner.py in a fresh sandbox: here, as every job."""
+        return self
+
     def run(self, job: Job) -> RunOutcome:
         limits = job.limits
         for d in (job.job_dir, job.data_dir, job.out_dir):

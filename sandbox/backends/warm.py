@@ -258,6 +258,10 @@ class WarmDockerBackend(DockerBackend):
 
     # --- one job -------------------------------------------------------------------------------
 
+    def fresh_job_backend(self) -> DockerBackend:
+        """The warm worker runs only our runner: a one-off job gets a container of its own."""
+        return DockerBackend(image=self.image)
+
     def run(self, job: Job) -> RunOutcome:
         for d in (job.job_dir, job.data_dir):
             if not d.is_dir():
