@@ -3,8 +3,9 @@
     python -m tests.integration.probe_run LOG [agent.run flags ...]
 
 Appends one JSON line per event to LOG:
-- {"event": "job", "files": {name: sha256}}: the data directory a backend was handed for a job,
-  file by file (every job of every evaluator: the search's and the final test's);
+- {"event": "job", "files": {name: sha256}, "self_test": bool}: the data directory a backend was
+  handed for a job, file by file (every job of every evaluator: the self-test's, the search's and
+  the final test's);
 - {"event": "load", "path": ...}: a tensor file the host process loaded (scores, labels);
 - {"event": "final_test"}: the final test begins.
 Then it runs agent.run's main as `python -m agent.run` would. The recording wraps the backends
@@ -25,6 +26,7 @@ import torch
 import agent.results.final_test
 import sandbox.evaluate
 from sandbox.backends.base import Job, RunOutcome
+from sandbox.selftest import KNOWN_GOOD_NET
 
 LOG = Path(sys.argv[1])
 
@@ -47,7 +49,11 @@ class RecordingBackend:
 
     def run(self, job: Job) -> RunOutcome:
         files = {p.name: sha256(p) for p in sorted(job.data_dir.iterdir()) if p.is_file()}
-        record({"event": "job", "data_dir": str(job.data_dir), "files": files})
+        code = (job.job_dir / "candidate.py").read_text(encoding="utf-8")
+        self_test = code == KNOWN_GOOD_NET  # the run's sandbox self-test, not a candidate
+        record(
+            {"event": "job", "data_dir": str(job.data_dir), "files": files, "self_test": self_test}
+        )
         outcome: RunOutcome = self.inner.run(job)
         return outcome
 
@@ -57,7 +63,8 @@ _init = sandbox.evaluate.Evaluator.__init__
 
 def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
     _init(self, *args, **kwargs)
-    self.backend = RecordingBackend(self.backend)
+    if not isinstance(self.backend, RecordingBackend):  # the self-test reuses a recorded one
+        self.backend = RecordingBackend(self.backend)
 
 
 _load = torch.load
