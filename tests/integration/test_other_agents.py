@@ -116,6 +116,8 @@ def test_graph_as_a_subgraph_node(nasloop_env: Path) -> None:
         if mode == "custom" and isinstance(data, dict):
             assert ns and ns[0].startswith("nas:")  # tagged with the subgraph's namespace
             events.append(data)
+    assert {e["event"] for e in events} >= {"candidate", "stage"}  # the live view's too
+    events = [e for e in events if e["event"] == "candidate"]
     assert [e["iteration"] for e in events] == [0, 1]
     assert events[0]["kind"] == "ok"
 
