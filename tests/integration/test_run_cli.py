@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,18 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 
 def test_graph_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
+    # the dependencies come from the environment running the tests (itself a venv in CI, whose
+    # base has none of them: --system-site-packages would reach the base, not this one)
+    ours = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    theirs = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (Path(theirs) / "parent-env.pth").write_text("\n".join(sorted(ours)) + "\n")
     pip = [str(py), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)]
     subprocess.run(pip, check=True, cwd=tmp_path, timeout=300)
     probe = "from graphs.nas import graph; print(sorted(graph.nodes))"
