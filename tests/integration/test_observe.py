@@ -203,6 +203,59 @@ def test_sigkills_then_resume_leave_no_call_without_its_candidate(
     print(f"observe crash trials: {KILLS} SIGKILLs, {len(orphans)} calls completed on resume")
 
 
+def test_sigkills_amid_re_asks_and_fixes_leave_every_call_with_its_attempt(
+    tmp_path: Path, sandbox_image: str
+) -> None:
+    """The same kill trials with the check step on, against the server that repeats its
+    mistakes (paced, so that every kill lands mid-run): re-asks and fixes happen between kills,
+    and every archived candidate still has its Generator calls, one per asked attempt."""
+    iterations = 4 * KILLS + 4
+    with persona_server("mistakes", "--reply-delay", "0.5") as url:
+        env = agent_env(
+            tmp_path,
+            NASLOOP_GENERATOR_BASE_URL=url,
+            NASLOOP_GENERATOR_MODEL="fake-generator",
+            NASLOOP_IMPROVER_MODEL="fake-improver",
+            NASLOOP_PROMPT_STYLE="short",
+            NASLOOP_NOVELTY="true",
+            NASLOOP_AUTO_FIX="true",
+            NASLOOP_TRAIN_LIMIT="300",
+        )
+        args = ("--run-id", "killed", "--iterations", str(iterations), "--json")
+        run_dir = tmp_path / "runs" / "killed"
+        rng = random.Random(os.environ.get("NASLOOP_TEST_CRASH_SEED", "16"))
+        for _ in range(KILLS):
+            assert wait_and_kill(agent_run(env, *args), rng), "the run ended before its kill"
+            if not (run_dir / "archive.sqlite").is_file():
+                continue  # killed before its first write
+            archived = {r["iteration"] for r in RunArchive(run_dir).rows()}
+            calls = CallLog(run_dir).calls()
+            assert archived <= {c["iteration"] for c in calls if c["role"] == "generator"}
+            state = checkpoint_state(run_dir) if (run_dir / "checkpoints.sqlite").is_file() else {}
+            stray = {c["iteration"] for c in calls} - archived
+            assert stray <= {state.get("iteration", 0)}  # only the iteration in flight
+        final = agent_run(env, *args)
+        out, err = final.communicate(timeout=900)
+    assert final.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["iterations"] == iterations
+    archive = RunArchive(run_dir)
+    rows, attempts, calls = archive.rows(), archive.attempts(), CallLog(run_dir).calls()
+    assert sorted(r["iteration"] for r in rows) == list(range(iterations))
+    keys = Counter((c["iteration"], c["attempt"], c["role"]) for c in calls)
+    assert max(keys.values()) == 1  # a call made again after a kill replaced its row
+    asked = {(a["iteration"], a["attempt"]): a for a in attempts if a["source"] in ASKED}
+    generator = {(c["iteration"], c["attempt"]): c for c in calls if c["role"] == "generator"}
+    assert set(generator) == set(asked)  # one call per asked attempt, kills notwithstanding
+    assert any(n > 0 for _, n in asked), "no re-ask happened"
+    assert any(a["source"].startswith("fix:") and a["diff"] for a in attempts), "no fix happened"
+    for key, call in generator.items():
+        assert call["extracted"].get("code") == asked[key]["code"], key
+    for row in rows:  # what was trained is one of its iteration's archived attempts
+        code = (run_dir / row["code_path"]).read_text() if row["code_path"] else None
+        tried = {a["code"] for a in attempts if a["iteration"] == row["iteration"]}
+        assert code is None or code in tried, row["iteration"]
+
+
 def test_parallel_plain_lines_in_iteration_order_with_their_worker(
     tmp_path: Path, llm_url: str, sandbox_image: str
 ) -> None:
