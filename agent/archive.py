@@ -9,15 +9,13 @@ row instead of adding a second one.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.rundir import ARCHIVE_FILE, CODE_DIR, archive_db
+from agent.rundir import CODE_DIR, ArchiveTables
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS candidates (
@@ -69,17 +67,13 @@ class SeenProgram:
     message: str
 
 
-class RunArchive:
+class RunArchive(ArchiveTables):
+    schema = SCHEMA
+
     def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
+        super().__init__(run_dir)
         self.code_dir = run_dir / CODE_DIR
         self.code_dir.mkdir(parents=True, exist_ok=True)
-        self.path = run_dir / ARCHIVE_FILE
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return archive_db(self.path.parent)
 
     def record_candidate(
         self,

@@ -13,18 +13,15 @@ graph state.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import zlib
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any, TypedDict
 
 from langchain_core.messages import BaseMessage
 
 from agent.llm import Reply, text_of
-from agent.rundir import ARCHIVE_FILE, archive_db
+from agent.rundir import ArchiveTables
 
 TEXT_LIMIT = 64 * 1024  # bytes of one text (a message, the reply, the extracted code)
 
@@ -99,17 +96,10 @@ def why_no_code(reply: Reply) -> str:
     return "the reply contained no Python code block"
 
 
-class CallLog:
+class CallLog(ArchiveTables):
     """The `calls` table of one run's archive."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / ARCHIVE_FILE
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return archive_db(self.path.parent)
+    schema = SCHEMA
 
     def record(
         self,

@@ -10,12 +10,10 @@ after a crash rewrites its own row); the report draws the tree from it.
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypedDict
 
-from agent.rundir import ARCHIVE_FILE, archive_db, has_table
+from agent.rundir import ArchiveTables, has_table
 from agent.state import Candidate
 
 SCHEMA = """
@@ -51,17 +49,10 @@ def parents_of(best: Candidate | None, last: Candidate | None) -> Parents:
     return Parents(parent=None, also_shown=None, why="root")
 
 
-class LineageLog:
+class LineageLog(ArchiveTables):
     """The `lineage` table of one run's archive."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / ARCHIVE_FILE
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return archive_db(self.path.parent)
+    schema = SCHEMA
 
     def record(self, iteration: int, parents: Parents) -> None:
         with self._connect() as db:

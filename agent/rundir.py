@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,23 @@ def has_table(run_dir: Path, table: str) -> bool:
     with archive_db(run_dir) as db:
         found = db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
     return found is not None
+
+
+class ArchiveTables:
+    """A view on some tables of a run's archive: created (if missing) when the view is made,
+    reached through `archive_db` like every other table."""
+
+    schema = ""  # the CREATE ... IF NOT EXISTS statements of this view's tables
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / ARCHIVE_FILE
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(self.schema)
+
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return archive_db(self.run_dir)
 
 
 # -- the final test's table ----------------------------------------------------------------------

@@ -27,7 +27,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.results.ablate import ABLATIONS_DIR, VARIANTS, run_all, run_id_for, stats
+from agent.results.ablate import (
+    ABLATIONS_DIR,
+    VARIANTS,
+    run_all,
+    run_id_for,
+    split_run_flags,
+    stats,
+)
 from agent.results.quality import NUMBERS, run_quality
 from agent.rundir import run_path
 
@@ -223,11 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, extra = argv[:at], argv[at + 1 :]
+    argv, extra = split_run_flags(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.llm_calls < 1:

@@ -316,12 +316,17 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def main(argv: list[str] | None = None) -> int:
+def split_run_flags(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """This command's own flags, and those after `--`, which every run's agent.run gets."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, extra = argv[:at], argv[at + 1 :]
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1 :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, extra = split_run_flags(argv)
     parser = argparse.ArgumentParser(prog="python -m agent.ablate", description=__doc__)
     parser.add_argument("--variants", type=_names, default=["full", "single_shot"])
     parser.add_argument("--seeds", type=_seeds, default=[0, 1])
