@@ -267,7 +267,17 @@ def test_the_engine_stopped_mid_run_stops_it_in_one_line_and_the_run_resumes(
         env = run_env(tmp_path, slow_llm_url, DOCKER_HOST=host)  # the warm worker, the default
         args = ("--run-id", "e", "--iterations", ITERATIONS, "--json")
         first = agent_run(env, *args)
-        seen = until_line(first, FAULT_AFTER, stop)
+
+        def stop_while_paused() -> None:
+            # A stopping engine still answers while it stops its containers (up to their stop
+            # timeout): the run is paused meanwhile, so that it next meets the engine gone.
+            first.send_signal(signal.SIGSTOP)
+            try:
+                stop()
+            finally:
+                first.send_signal(signal.SIGCONT)
+
+        seen = until_line(first, FAULT_AFTER, stop_while_paused)
         _, err = first.communicate(timeout=600)
         rc, err = first.returncode, "".join(seen) + err
         assert_stopped_cleanly(rc, err, "e", "start-dockerd", "docker info", "Docker engine")
