@@ -12,7 +12,10 @@ of the ablation switches, so a switch left on in `.env` cannot leak into another
 
 Variants: full (the method), no_history (the Generator sees no window, K=0), no_improver (no
 suggestions, no triples), no_reference (no best code in the prompt), single_shot (the Generator
-sees only the task and no Improver runs: the baseline). Runs skip the final test unless the extra
+sees only the task and no Improver runs: the baseline), and for the search-quality benchmark
+no_memory, no_novelty, no_auto_fix, paper_prompts, best_of_k, and repair, resample and
+repair_resample (the full method with two LLM-side fixes per failed iteration: repair requests,
+hotter resamples, or one of each). Runs skip the final test unless the extra
 flags ask for it (`-- --final-top-k 1`): the comparison is about the searches.
 
 Writes `<runs dir>/ablations/<name>/`: `results.json` (every run's best-so-far curve and numbers,
@@ -52,7 +55,19 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     # best-of-k resampling: plain sampling, but a repeat is asked again (hotter) instead of
     # being spent; the best of the k samples is the result
     "best_of_k": ("single_shot", "auto_fix"),
+    # the full method plus LLM-side fixes of a failed program (LLM_FIXES below)
+    "repair": (),
+    "resample": (),
+    "repair_resample": (),
 }
+# The LLM-side fixes of each variant (agent/llm_fixes.py): (repair_attempts, fix_order); every
+# other variant none, whatever `.env` says
+LLM_FIXES: dict[str, tuple[int, str]] = {
+    "repair": (2, "repair"),
+    "resample": (2, "resample"),
+    "repair_resample": (2, "repair,resample"),
+}
+NO_LLM_FIXES = (0, "repair,resample")
 SWITCHES = {
     "memory": True,
     "improver": True,
@@ -80,6 +95,8 @@ def run_argv(run_id: str, variant: str, seed: int, iterations: int, extra: list[
             continue
         flag = switch.replace("_", "-")
         argv.append(f"--{flag}" if on else f"--no-{flag}")
+    attempts, order = LLM_FIXES.get(variant, NO_LLM_FIXES)
+    argv += ["--repair-attempts", str(attempts), "--fix-order", order]
     if not any(a.startswith("--final-top-k") for a in extra):
         argv += ["--final-top-k", "0"]
     return argv + extra
@@ -256,7 +273,8 @@ def run_one(
     A budget of calls is the run's own `--llm-calls` setting (the loop stops before the next
     Improver call once the archive counts that many: agent/archive.py), with as many iterations
     allowed as calls, since every iteration makes at least one. A run stops at most one
-    iteration's calls (Improver, Generator, its re-asks) past the budget.
+    iteration's calls (Improver, Generator, its re-asks) past the budget; a repair or resample
+    is never asked once the budget is spent.
     """
     if llm_calls is None:
         assert iterations is not None
