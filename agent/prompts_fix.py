@@ -74,6 +74,11 @@ def repair_messages(
 
 def resample_note(failure: Mapping[str, Any]) -> str:
     """What a resample is told: the error the last program hit, and to write one that avoids it."""
+    if failure.get("kind") == "no_code":
+        return (
+            "The last reply written for this step held no ```python block, so there was no "
+            "program to run. This time, write the module inside one ```python block."
+        )
     return (
         f"The last program written for this step failed with {error_line(failure, NOTE_CHARS)}. "
         "Write a new network, not a copy of that one, that cannot hit this error."

@@ -21,6 +21,7 @@ import agent.prompts_fix as prompts_fix
 from agent.archive import RunArchive
 from agent.ask_again import Again, fixer
 from agent.calls import CallLog
+from agent.cascade_checks import SandboxChecks
 from agent.check import Attempt, GeneratorCost, Iteration, attempt_recorder, check_and_train
 from agent.code_reader import extract_code
 from agent.llm import make_chat
@@ -125,6 +126,15 @@ def test_the_repair_request_shows_the_failing_lines_and_the_shape_trace() -> Non
         repair_messages(TASK, WRONG, {"kind": "no_net", "message": "no Net"}, "")[1].content
     )
     assert ">>" not in unlocated and "Correct the error" in unlocated
+
+
+def test_a_lint_failure_is_located_at_the_line_the_lint_found() -> None:
+    code = "import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def forward(self, x):\n"
+    code += "        return frobnicate(x)\n"
+    failure = SandboxChecks(executor=None, task=TASK).lint(code)  # type: ignore[arg-type]
+    assert failure is not None and failure["line"] == 6
+    text = str(repair_messages(TASK, code, failure, "lint")[1].content)
+    assert ">> 6 |         return frobnicate(x)" in text and "a static check" in text
 
 
 def test_the_resample_note_names_the_error() -> None:
@@ -289,7 +299,7 @@ def test_a_reply_without_code_is_resampled_not_repaired(serve: Any) -> None:
     run = serve(stubborn())
     final = check_and_train(None, run.iteration(("repair", "resample")))
     assert [a[0] for a in run.sources()] == ["generator", "resample"]
-    assert "contained no Python code" in run.server.requests[0]["messages"][-1]["content"]
+    assert "held no ```python block" in run.server.requests[0]["messages"][-1]["content"]
     assert final.result["kind"] == "shape"  # the resample's program failed its dry run
 
 
