@@ -40,7 +40,8 @@ def _anchor(base: str) -> str:
     """A line of `base` to show in the example: a layer inside `Net`, else any indented line."""
     lines = [line.rstrip() for line in base.split("\n")]
     body = [ln for ln in lines if ln.startswith(" ") and not ln.lstrip().startswith(("#", "@"))]
-    layers = [ln for ln in body if "nn." in ln and not ln.lstrip().startswith(("def ", "class "))]
+    # a whole layer on one line (not the opening of a Sequential): adding lines after it is safe
+    layers = [ln for ln in body if "nn." in ln and ln.endswith((")", "),"))]
     return (layers or body or [ln for ln in lines if ln.strip()] or ["import torch"])[0]
 
 
