@@ -1,7 +1,7 @@
 """Edit blocks end to end: `python -m agent.run --edit-mode diff|auto` as a user runs it, against a
-real HTTP OpenAI-compatible server (tests/fakes/openai_server.py) scripted like a small model that
-half follows the format, with the process sandbox (Docker is slow on this machine, and the edits
-are read on the host either way).
+real HTTP OpenAI-compatible server (tests/fakes/openai_server.py) replaying
+tests/fakes/edit_replies.py, a small model that half follows the format, with the process sandbox
+(Docker is slow on this machine, and the edits are read on the host either way).
 
 The Generator's script, one reply per iteration (each prompt's "best network" is the best so far):
 
@@ -22,68 +22,13 @@ from typing import Any
 
 from agent.archive import RunArchive
 from agent.calls import CallLog
+from tests.fakes.edit_replies import EDITED, SCRIPT
 from tests.integration.agent_cli import agent_env, agent_run, llm_server
-
-FIRST = """Here is a small CNN.
-
-```python
-import torch
-import torch.nn as nn
-
-
-class Net(nn.Module):
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
-
-    def forward(self, x):
-        return self.head(self.features(x))
-```
-"""
-EDITED = (
-    FIRST.split("```python\n")[1]
-    .split("```")[0]
-    .replace(
-        "            nn.Conv2d(1, 16, 3, padding=1),\n",
-        "            nn.Conv2d(1, 16, 3, padding=1),\n            nn.BatchNorm2d(16),\n",
-    )
-    .replace("nn.LazyLinear(num_classes))", "nn.Dropout(0.1), nn.LazyLinear(num_classes))")
-)
-BLOCKS = (
-    "I add batch normalisation and dropout.\n\n```python\n<<<<<<< SEARCH\n"
-    "            nn.Conv2d(1, 16, 3, padding=1),  \n=======\n"
-    "            nn.Conv2d(1, 16, 3, padding=1),\n            nn.BatchNorm2d(16),\n"
-    ">>>>>>> REPLACE\n```\n\n```python\n<<<<<<< SEARCH\n"
-    "        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n=======\n"
-    "        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.LazyLinear(num_classes))\n"
-    ">>>>>>> REPLACE\n```\n\nExample usage:\n```python\nmodel = Net()\n```\n"
-).replace("\n", "\r\n")
-PARAPHRASED = (
-    "<<<<<<< SEARCH\n        self.features = nn.Sequential(\n"
-    "            nn.Conv2d(in_channels=1, out_channels=16, kernel_size=3, padding=1),\n=======\n"
-    "        self.features = nn.Sequential(\n            nn.Conv2d(1, 24, 3, padding=1),\n"
-    ">>>>>>> REPLACE\n"
-)
-TWICE = "<<<<<<< SEARCH\n            nn.ReLU(),\n=======\n            nn.GELU(),\n>>>>>>> REPLACE\n"
-MODULE = FIRST.replace("Here is a small CNN.", "I rewrote it:").replace("16", "24")
-ADVICE = '{"problem": "the network is small", "suggestion": "add batch normalisation"}'
 
 
 def search(tmp_path: Path, mode: str, iterations: int) -> tuple[RunArchive, CallLog]:
-    script = {
-        "fake-generator": [FIRST, BLOCKS, PARAPHRASED, TWICE, MODULE],
-        "fake-improver": [ADVICE],
-    }
     replies = tmp_path / "replies.json"
-    replies.write_text(json.dumps(script))
+    replies.write_text(json.dumps(SCRIPT))
     with llm_server(replies) as url:
         env = agent_env(
             tmp_path,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage, SystemMessage
 
+from agent.archive import SeenProgram
 from agent.check import Attempt, Iteration, check_and_train
 from agent.edits import EditContext, code_from_reply
 from agent.prompts import generator_messages
@@ -123,4 +124,26 @@ def test_a_bad_edit_mode_is_one_line_that_names_the_choices() -> None:
     assert done.stderr.strip().splitlines() == [
         "nasloop: error: NASLOOP_EDIT_MODE='patch' is invalid: Input should be 'full', 'diff' or "
         "'auto' (see .env.example)"
+    ]
+
+
+def test_a_reask_whose_blocks_do_not_fit_ends_the_iteration_as_a_bad_edit() -> None:
+    """The novelty check re-asks a repeat; the re-ask's reply is read against the same code and
+    its error kept in the shared context, so the iteration ends as a `bad_edit`, not `no_code`."""
+    edits = EditContext(BASE)
+    attempts: list[Attempt] = []
+
+    def reask(n: int, note: str) -> str | None:
+        read = code_from_reply(
+            "<<<<<<< SEARCH\nnothing like it\n=======\nx\n>>>>>>> REPLACE", BASE, "diff"
+        )
+        edits.error = read.error
+        return read.code
+
+    seen = {code_hash(BASE): SeenProgram(0, "ok", "")}
+    it = Iteration(seen=seen, train=lambda c: {}, record=attempts.append, reask=reask, edits=edits)
+    final = check_and_train(BASE, it)
+    assert [a.source for a in attempts] == ["generator", "reask"]
+    assert [a.result["kind"] for a in attempts] == ["duplicate", "bad_edit"] and final is attempts[
+        1
     ]
