@@ -45,14 +45,16 @@ def _anchor(base: str) -> str:
     return (layers or body or [ln for ln in lines if ln.strip()] or ["import torch"])[0]
 
 
-def _example(base: str) -> str:
+def block_example(base: str) -> str:
+    """A block that adds lines after a real line of `base` (a repair prompt may show it too)."""
     anchor = _anchor(base)
     indent = anchor[: len(anchor) - len(anchor.lstrip())]
     new = f"{indent}# your new or changed lines"
     return "\n".join([MARKERS[0], anchor, MARKERS[1], anchor, new, MARKERS[2]])
 
 
-def _format() -> str:
+def block_format() -> str:
+    """The three marker lines with what goes between them."""
     return "\n".join(
         [
             MARKERS[0],
@@ -67,9 +69,9 @@ def _format() -> str:
 def _short_contract(base: str, classes: object, mode: str) -> str:
     lines = [
         "Reply with edit blocks that change the best network above, and nothing else. One block:",
-        _format(),
+        block_format(),
         "For example, to add lines after one of its lines:",
-        _example(base),
+        block_example(base),
         "The SEARCH lines must occur exactly once in the best network: copy whole lines, enough "
         "of them. Use one block for each place you change. Keep `class Net`, its `self.head` and "
         f"`forward(self, x)` returning logits of shape (B, {classes}).",
@@ -85,7 +87,7 @@ def _paper_contract(base: str, classes: object, mode: str, suggested: bool) -> s
         "## Your answer",
         f"{action}. Do not write the module again: change it with edit blocks, and reply with "
         "nothing else. Each edit block is:",
-        _format(),
+        block_format(),
         "- The SEARCH part is copied exactly from the best network above, indentation included, "
         "and occurs there exactly once.",
         "- Use one block for each place you change; the blocks are applied in order.",
@@ -93,7 +95,7 @@ def _paper_contract(base: str, classes: object, mode: str, suggested: bool) -> s
         f"num_classes={classes})` and `forward(self, x)` returning logits of shape (B, {classes}), "
         "with a comment with the output shape after each new layer.",
         "Example (adds lines after one line of the network):",
-        _example(base),
+        block_example(base),
         "No training code, no example usage, no explanation.",
     ]
     return "\n".join([*lines, _WHOLE] if mode == "auto" else lines)
