@@ -54,23 +54,20 @@ def block_example(base: str) -> str:
 
 
 def block_format() -> str:
-    """The three marker lines with what goes between them."""
-    return "\n".join(
-        [
-            MARKERS[0],
-            "(lines copied exactly from the network, indentation included)",
-            MARKERS[1],
-            "(the lines that take their place; none, to delete them)",
-            MARKERS[2],
-        ]
+    """The block's parts in words. Not a template: SmolLM2-135M copied a template's placeholder
+    lines into its SEARCH parts (2 of 6 replies), so the only block shown is a real one."""
+    return (
+        f"An edit block is the line {MARKERS[0]}, then the lines to change copied exactly from "
+        f"the network (indentation included), then the line {MARKERS[1]}, then the lines that "
+        f"take their place (none, to delete them), then the line {MARKERS[2]}."
     )
 
 
 def _short_contract(base: str, classes: object, mode: str) -> str:
     lines = [
-        "Reply with edit blocks that change the best network above, and nothing else. One block:",
+        "Reply with edit blocks that change the best network above, and nothing else.",
         block_format(),
-        "For example, to add lines after one of its lines:",
+        "This block adds lines after one of its lines:",
         block_example(base),
         "The SEARCH lines must occur exactly once in the best network: copy whole lines, enough "
         "of them. Use one block for each place you change. Keep `class Net`, its `self.head` and "
@@ -86,7 +83,7 @@ def _paper_contract(base: str, classes: object, mode: str, suggested: bool) -> s
     lines = [
         "## Your answer",
         f"{action}. Do not write the module again: change it with edit blocks, and reply with "
-        "nothing else. Each edit block is:",
+        "nothing else.",
         block_format(),
         "- The SEARCH part is copied exactly from the best network above, indentation included, "
         "and occurs there exactly once.",
@@ -94,7 +91,7 @@ def _paper_contract(base: str, classes: object, mode: str, suggested: bool) -> s
         f"- The result still defines `class Net(nn.Module)` with `__init__(self, "
         f"num_classes={classes})` and `forward(self, x)` returning logits of shape (B, {classes}), "
         "with a comment with the output shape after each new layer.",
-        "Example (adds lines after one line of the network):",
+        "This block adds lines after one line of the network:",
         block_example(base),
         "No training code, no example usage, no explanation.",
     ]

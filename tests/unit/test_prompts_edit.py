@@ -42,7 +42,7 @@ def test_diff_mode_asks_for_blocks_against_the_best_network_shown(style: str) ->
     assert isinstance(messages[0], SystemMessage) and "edit blocks" in str(messages[0].content)
     assert "self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))" in body
     contract = body.rsplit("\n\n", 1)[1]  # the last paragraph: the format, then an example
-    assert all(contract.count(marker) == 2 for marker in MARKERS)
+    assert all(contract.count(marker) == 2 for marker in MARKERS)  # in words, then a block
     assert "best network" in contract and "whole module" not in contract
     # the example's SEARCH line is a real line of the code, so copying it would match
     example = contract.split(MARKERS[0])[2].split(MARKERS[1])[0].strip("\n")
