@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.archive import RunArchive, SeenProgram
+from agent.edits import EditContext, Reading, bad_edit_result, edit_diff
 from agent.llm_fixes import FixRequest
 from agent.novelty import REASKS, duplicate_result, repeat_note
 from sandbox.code import code_hash
@@ -85,11 +86,10 @@ class Iteration:
     reask: Callable[[int, str], str | None] | None = None  # (re-ask number, note) -> code
     checks: Checks | None = None
     iteration: int = 0
-    ask_fix: Callable[[FixRequest], str | None] | None = None  # an LLM-side fix's answer
+    edits: EditContext = field(default_factory=EditContext)  # the code edit blocks apply to
+    ask_fix: Callable[[FixRequest], Reading] | None = None  # an LLM-side fix's answer
     fix_plan: tuple[str, ...] = ()  # the strategy of each LLM-side fix (agent/llm_fixes.py)
-    calls_left: Callable[[], int | None] | None = (
-        None  # what the run's budget allows (None: no cap)
-    )
+    calls_left: Callable[[], int | None] | None = None  # what the budget allows (None: no cap)
     recorded: int = 0  # attempts archived so far: the next one's number
 
 
@@ -145,8 +145,8 @@ def check_and_train(code: str | None, it: Iteration) -> Attempt:
             return verdict
         code = it.reask(asks, repeat_note(seen))
         source, asks = "reask", asks + 1
-    if code is None:
-        return _llm_fixes(_finish(it, _no_code(source)), it)
+    if code is None:  # no code, or edit blocks that did not fit the code shown
+        return _llm_fixes(_finish(it, _unread(source, it.edits.error)), it)
     return _llm_fixes(_cascade(code, source, it), it)
 
 
@@ -172,9 +172,9 @@ def _llm_fixes(last: Attempt, it: Iteration) -> Attempt:
         request = FixRequest(
             strategy, tries[strategy], it.recorded, failing.code, failing.result, failing.stage
         )
-        code = ask(request)
+        code, error = ask(request)
         if code is None:
-            last = _finish(it, _no_code(strategy))
+            last = _finish(it, _unread(strategy, error))
             failing = failing if failing.code is not None else last
             continue
         digest = code_hash(code)
@@ -184,17 +184,23 @@ def _llm_fixes(last: Attempt, it: Iteration) -> Attempt:
             last = _finish(it, Attempt(strategy, code, dict(result), "novelty"))
             stuck.add(strategy)
             continue
-        last = failing = _cascade(code, strategy, it)
+        # a repair's diff: what it changed in the failing module
+        diff = edit_diff(failing.code, code) if strategy == "repair" and failing.code else None
+        last = failing = _cascade(code, strategy, it, diff)
     return last
 
 
-def _no_code(source: str) -> Attempt:
+def _unread(source: str, edit_error: str | None) -> Attempt:
+    """The attempt of a reply with no code: a `bad_edit` when its edit blocks did not fit."""
+    if edit_error:
+        return Attempt(source, None, dict(bad_edit_result(edit_error)), "none")
     result = new_result(NO_CODE, "the reply contained no Python code block", code_hash(""))
     return Attempt(source, None, dict(result), "none")
 
 
-def _cascade(code: str, source: str, it: Iteration) -> Attempt:
-    diff = ""
+def _cascade(code: str, source: str, it: Iteration, diff: str | None = None) -> Attempt:
+    if diff is None:  # an edited reply's change to the code shown ("" for a whole module)
+        diff = it.edits.diff(code)
     fixes = 0
     while True:
         digest = code_hash(code)

@@ -28,7 +28,7 @@ from agent.archive import RunArchive
 from agent.ask_again import Again, fixer, reasker
 from agent.cascade_checks import SandboxChecks
 from agent.check import GeneratorCost, Iteration, attempt_recorder, check_and_train
-from agent.code_reader import extract_code
+from agent.edits import EditContext, code_from_reply
 from agent.hygiene import clean_advice
 from agent.lineage import parents_of
 from agent.llm import ask, make_chat
@@ -42,6 +42,7 @@ from agent.prompts import (
     improver_messages,
     outcome_text,
 )
+from agent.prompts_edit import edit_base, edit_request
 from agent.prompts_short import short_generator_messages
 from agent.rundir import run_path
 from agent.settings import Role, Settings
@@ -54,6 +55,7 @@ from agent.state import (
     Triple,
     WindowUpdate,
     best_accuracy,
+    join_round,
     push_triples,
     tally,
 )
@@ -108,18 +110,22 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
 
 
 def generator_prompt(state: State, settings: Settings) -> list[BaseMessage]:
-    """The Generator's messages for this state, in the run's prompt style, ablations applied."""
+    """The Generator's messages for this state: the run's prompt style and edit mode, ablations
+    applied."""
     single = settings.single_shot  # the baseline: the task alone, every time
     best, last = shown(state, settings)
     build = generator_messages if settings.prompt_style == "paper" else short_generator_messages
-    return build(
+    suggestion = "" if not settings.improver or single else state.get("suggestion", "")
+    messages = build(
         state["task"],
         best=best,
         last=last,
-        suggestion="" if not settings.improver or single else state.get("suggestion", ""),
+        suggestion=suggestion,
         window=[] if not settings.memory or single else state["window"],
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
+    base = edit_base(best, settings.edit_mode)
+    return edit_request(messages, base, settings, state["task"], suggestion)
 
 
 def shown(state: State, settings: Settings) -> tuple[Candidate | None, Candidate | None]:
@@ -130,13 +136,18 @@ def shown(state: State, settings: Settings) -> tuple[Candidate | None, Candidate
     )
 
 
+def edit_context(state: State, settings: Settings) -> EditContext:
+    """What this iteration's edit blocks apply to: the best network its prompt shows (if any)."""
+    return EditContext(edit_base(shown(state, settings)[0], settings.edit_mode))
+
+
 def generator_settings(state: State, settings: Settings) -> Settings:
     branch = state.get("branch")
     return settings if branch is None else branch_settings(settings, branch)
 
 
 def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
-    """Ask the Generator for one complete module; extract its code without ever running it.
+    """Ask the Generator for one module (or edits to the best one); read its code, never run it.
 
     Then on to `train`: the graph's own step, or, in a parallel round's branch, a `Send` that
     carries this branch's code to its own `train`.
@@ -148,25 +159,26 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
         chat_for("generator", generator_settings(state, settings)),
-        generator_prompt(state, settings),
+        messages,
         role="generator",
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
     )
-    code, seconds = extract_code(reply.text), time.monotonic() - started
-    run_dir, parents = (
-        run_archive(settings, state["run_id"]).run_dir,
-        parents_of(*shown(state, settings)),
-    )
-    generator_called(run_dir, state["iteration"], 0, messages, reply, seconds, code, parents)
-    update = {"code": code, "gen_tokens": reply.tokens, "gen_seconds": seconds}
+    seconds, base = time.monotonic() - started, edit_context(state, settings).base
+    read = code_from_reply(reply.text, base, settings.edit_mode)
+    run_dir = run_archive(settings, state["run_id"]).run_dir
+    parents = parents_of(*shown(state, settings))
+    generator_called(run_dir, state["iteration"], 0, messages, reply, seconds, read, parents)
+    update: dict[str, Any] = {"code": read.code, "edit_error": read.error}
+    update.update(gen_tokens=reply.tokens, gen_seconds=seconds)
     if state.get("branch") is None:
         return Command(update=update, goto="train")
     return Command(goto=Send("train", {**state, **update}))
 
 
-def again_for(state: State, settings: Settings, cost: GeneratorCost) -> Again:
-    """How this iteration asks its Generator again: re-asks, repairs, resamples."""
+def again_for(state: State, settings: Settings, cost: GeneratorCost, edits: EditContext) -> Again:
+    """How this iteration asks its Generator again: re-asks, repairs, resamples; their edit blocks
+    apply as `edits` says (agent/ask_again.py)."""
     base = generator_settings(state, settings)
     return Again(
         chat_at=lambda t: chat_for(
@@ -180,6 +192,8 @@ def again_for(state: State, settings: Settings, cost: GeneratorCost) -> Again:
         run_dir=run_archive(settings, state["run_id"]).run_dir,
         iteration=state["iteration"],
         cost=cost,
+        edit_mode=settings.edit_mode,
+        edits=edits,
     )
 
 
@@ -205,12 +219,14 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     checks = SandboxChecks(executor_for(settings), state["task"]) if settings.auto_fix else None
     branch = state.get("branch")
     stage("checking" if checks or settings.novelty else "training", iteration, branch)
+    edits = edit_context(state, settings)  # what generate's (and re-asks') edits applied to
+    edits.error = state.get("edit_error")
 
     def train_one(code: str) -> dict[str, Any]:
         stage("training", iteration, branch)
         return dict(train_candidate_for(settings).invoke({"code": code}))
 
-    again = again_for(state, settings, cost)
+    again = again_for(state, settings, cost, edits)
     final = check_and_train(
         state.get("code"),
         Iteration(
@@ -220,6 +236,7 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             reask=reasker(again) if settings.novelty else None,
             checks=checks,
             iteration=iteration,
+            edits=edits,
             ask_fix=fixer(again) if settings.repair_attempts else None,
             fix_plan=settings.fix_plan(),
             calls_left=calls_left(archive, settings.llm_calls, iteration),
@@ -343,31 +360,6 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     update["stop_reason"] = reason
     update.update(_round_size(state, settings))
     return update
-
-
-def join_round(state: State) -> tuple[dict[str, Any], list[tuple[Candidate, float | None]]]:
-    """Take in a finished parallel round, in iteration order.
-
-    Returns the state update (`iteration` past the round, `ok_count` and `best` with every
-    candidate counted, `last` = the round's focus: its best success, else its highest
-    iteration; `round` emptied) and, for each candidate, the best accuracy after it: its
-    outcome's "best so far", as the classic loop would have written it.
-    """
-    candidates = state["round"]  # merge_round keeps them in iteration order
-    counted = Tally(best=state.get("best"), ok_count=state.get("ok_count", 0))
-    batch: list[tuple[Candidate, float | None]] = []
-    focus: Tally = Tally(best=None, ok_count=0)  # the round's own best success
-    for candidate in candidates:
-        counted = tally(counted, candidate)
-        focus = tally(focus, candidate)
-        batch.append((candidate, best_accuracy(counted["best"])))
-    update = {
-        "round": None,  # merge_round: empty it for the next round
-        "iteration": candidates[-1]["iteration"] + 1,
-        "last": focus["best"] or candidates[-1],
-        **counted,
-    }
-    return update, batch
 
 
 def _round_size(state: State, settings: Settings) -> dict[str, Any]:

@@ -4,7 +4,10 @@ that sends a hotter resample away from the error the last program hit.
 The repair request is a conversation of its own (not the iteration's prompt plus a line): the
 failing module, what failed and where it failed, the lines around that place numbered with the
 failing one marked (agent/locate.py), the layers' output shapes up to the failure when the
-forward pass traced them, then the same output contract as the short prompt.
+forward pass traced them, then the same output contract as the short prompt. With
+`--edit-mode diff|auto` the contract asks instead for edit blocks against the failing module
+(agent/prompts_edit.py's format and an example cut from that module; `auto` reads a whole module
+too).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agent.locate import excerpt, locate, trace_lines
 from agent.prompts import _clip, _code_block, _shape
+from agent.prompts_edit import block_example, block_format
 from agent.state import TaskInfo
 
 MESSAGE_CHARS = 400  # of the error message: its head says what, the trace is shown apart
@@ -25,6 +29,10 @@ TRACE_MARK = "; shape trace: "  # the runner's one-line trace, appended to a for
 _SYSTEM = (
     "You correct small PyTorch image classifiers that failed. "
     "You reply with one ```python block that holds the whole corrected module, and nothing else."
+)
+_EDIT_SYSTEM = (
+    "You correct small PyTorch image classifiers that failed. You change the module you are "
+    "shown with SEARCH/REPLACE edit blocks, as the request says."
 )
 # Where the failure was found (agent/check.py's stages), in words
 _STAGES = {
@@ -41,9 +49,10 @@ def error_line(failure: Mapping[str, Any], limit: int = MESSAGE_CHARS) -> str:
 
 
 def repair_messages(
-    task: TaskInfo, code: str, failure: Mapping[str, Any], stage: str
+    task: TaskInfo, code: str, failure: Mapping[str, Any], stage: str, edit_mode: str = "full"
 ) -> list[BaseMessage]:
-    """Ask for the module `code` with the error `failure` (found at `stage`) corrected."""
+    """Ask for the module `code` with the error `failure` (found at `stage`) corrected: the
+    whole module, or (edit mode diff, auto) edit blocks against it."""
     _, bchw = _shape(task)
     classes = task.get("num_classes", 10)
     when = _STAGES.get(stage)
@@ -62,14 +71,35 @@ def repair_messages(
         sections.append("Output shape of each layer, up to the failure:\n" + "\n".join(trace))
     sections.append(f"The whole module:\n{_code_block(code)}")
     fix = "Correct the marked line, and whatever it depends on" if where else "Correct the error"
+    keep = (
+        f"{fix}; keep the rest of the network as it is. Where a Linear's input size is wrong, "
+        "nn.LazyLinear works it out by itself."
+    )
+    if edit_mode in ("diff", "auto"):
+        sections.append(_edit_contract(keep, code, classes, edit_mode))
+        return [SystemMessage(content=_EDIT_SYSTEM), HumanMessage(content="\n\n".join(sections))]
     sections.append(
-        f"{fix}; keep the rest of the network as it is. Reply with the whole corrected module "
-        f"in one ```python block: the imports, `class Net(nn.Module)` with "
-        f"`__init__(self, num_classes={classes})`, and `forward(self, x)` returning logits of "
-        f"shape (B, {classes}). Where a Linear's input size is wrong, nn.LazyLinear works it out "
-        "by itself. No training code, no example usage, no explanation."
+        f"{keep} Reply with the whole corrected module in one ```python block: the imports, "
+        f"`class Net(nn.Module)` with `__init__(self, num_classes={classes})`, and "
+        f"`forward(self, x)` returning logits of shape (B, {classes}). No training code, no "
+        "example usage, no explanation."
     )
     return [SystemMessage(content=_SYSTEM), HumanMessage(content="\n\n".join(sections))]
+
+
+def _edit_contract(keep: str, code: str, classes: object, mode: str) -> str:
+    """The repair's contract in edit mode: blocks against the failing module shown above."""
+    lines = [
+        f"{keep} Reply with edit blocks that change the module above, and nothing else.",
+        block_format(),
+        "This block adds lines after one of its lines:",
+        block_example(code),
+        "The SEARCH lines must occur exactly once in the module: copy whole lines. Keep "
+        f"`class Net` and `forward(self, x)` returning logits of shape (B, {classes}).",
+    ]
+    if mode == "auto":
+        lines.append("Or reply with the whole corrected module in one ```python block.")
+    return "\n".join(lines)
 
 
 def resample_note(failure: Mapping[str, Any]) -> str:

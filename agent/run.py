@@ -47,6 +47,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "llm_calls",
         *("reference", "single_shot", "run_seed", "constraints"),
         *("novelty", "auto_fix", "prompt_style"),  # the check step and the Generator's prompt
+        "edit_mode",
         *("repair_attempts", "fix_order"),  # the LLM-side fixes of a failed program
     ),
     "sandbox": (
