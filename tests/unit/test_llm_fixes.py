@@ -35,7 +35,7 @@ from agent.settings import RoleConfig, Settings, load_settings
 from sandbox.code import code_hash
 from sandbox.result import new_result
 from sandbox.settings import SettingsError
-from tests.fakes import FakeOpenAIServer
+from tests.fakes import FakeOpenAIServer, ScriptedResponder
 from tests.fakes.mistakes import GENERATOR
 from tests.fakes.openai_server import Responder
 from tests.fakes.repairs import (
@@ -181,7 +181,9 @@ class Run:
         self.trained.append(code)
         return dict(new_result("ok", "trained", code_hash(code), val_accuracy=0.9))
 
-    def iteration(self, plan: tuple[str, ...], budget: int | None = None) -> Iteration:
+    def iteration(
+        self, plan: tuple[str, ...], budget: int | None = None, edit_mode: str = "full"
+    ) -> Iteration:
         again = Again(
             chat_at=lambda t: make_chat(
                 "generator", RoleConfig(self.server.base_url, GENERATOR, "k", t, 1024), 10
@@ -194,6 +196,7 @@ class Run:
             run_dir=self.archive.run_dir,
             iteration=0,
             cost=self.cost,
+            edit_mode=edit_mode,
         )
         return Iteration(
             seen=self.archive.seen_before(0),
@@ -206,8 +209,10 @@ class Run:
             calls_left=calls_left(self.archive, budget, 0),
         )
 
-    def check(self, plan: tuple[str, ...], budget: int | None = None) -> Attempt:
-        return check_and_train(WRONG, self.iteration(plan, budget))
+    def check(
+        self, plan: tuple[str, ...], budget: int | None = None, edit_mode: str = "full"
+    ) -> Attempt:
+        return check_and_train(WRONG, self.iteration(plan, budget, edit_mode))
 
     def sources(self) -> list[tuple[str, str, str]]:
         return [(a["source"], a["stage"], a["kind"]) for a in self.archive.attempts(0)]
@@ -303,6 +308,24 @@ def test_a_reply_without_code_is_resampled_not_repaired(serve: Any) -> None:
     assert [a[0] for a in run.sources()] == ["generator", "resample"]
     assert "held no ```python block" in run.server.requests[0]["messages"][-1]["content"]
     assert final.result["kind"] == "shape"  # the resample's program failed its dry run
+
+
+def test_in_edit_mode_a_repair_edits_the_failing_module(serve: Any) -> None:
+    block = f"<<<<<<< SEARCH\n{WRONG_LINE}\n=======\n{RIGHT_LINE}\n>>>>>>> REPLACE\n"
+    run = serve(ScriptedResponder({GENERATOR: [block]}))
+    final = run.check(("repair",), edit_mode="diff")
+    assert final.result["kind"] == "ok" and final.code == WRONG.replace(WRONG_LINE, RIGHT_LINE)
+    assert run.sources() == [("generator", "dry_run", "shape"), ("repair", "train", "ok")]
+    diff = run.archive.attempts(0)[1]["diff"]
+    assert f"-{WRONG_LINE}" in diff and f"+{RIGHT_LINE}" in diff  # what the repair changed
+    asked = run.server.requests[0]["messages"]
+    assert "SEARCH/REPLACE" in asked[0]["content"]
+    assert "Reply with edit blocks that change the module above" in asked[-1]["content"]
+    # blocks that do not fit the failing module: a bad edit, and the iteration's result
+    misfit = serve(ScriptedResponder({GENERATOR: [block.replace("(16, 64", "(8, 64")]}))
+    final = misfit.check(("repair",), edit_mode="diff")
+    assert misfit.sources()[-1] == ("repair", "none", "bad_edit")
+    assert final.result["kind"] == "bad_edit" and misfit.trained == []
 
 
 # --- settings, variants, numbers ---------------------------------------------------------------
