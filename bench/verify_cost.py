@@ -19,6 +19,16 @@ extra s     what the limits add: the evaluation's time outside training with lim
 plain s, verified s   the evaluations' whole wall times, without and with limits
 Rows give mean and sample standard deviation over candidates x repeats. The warm worker runs
 only our runner, so its verifier job gets a container of its own (`fresh_job_backend`).
+
+Measured on 2026-12-02 (2-core dev box shared with three other jobs, CPU, mnist5k: 3,600 train,
+400 val; 3 candidates x 2 repeats), mean ± sd in seconds:
+    backend      plain          verified       extra          verifier
+    docker-warm  2.90 ± 4.44    7.41 ± 4.13    3.47 ± 0.73    2.95 ± 0.62
+    docker       3.50 ± 2.20    7.68 ± 3.42    3.37 ± 1.15    2.59 ± 0.53
+    process      4.32 ± 3.46    5.81 ± 1.33    2.70 ± 0.64    2.50 ± 0.40
+The verifier job is most of it: a fresh sandbox, an interpreter and torch's import, before the
+few hundred milliseconds of reloading, predicting and measuring. On the warm worker, whose plain
+evaluation of a small net takes well under a second here, it multiplies a candidate's cost.
 """
 
 from __future__ import annotations
