@@ -26,8 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.backends.cgroup import ROOT
+from sandbox.backends.workdir import owner_alive, owner_tag
 
 LOCAL_ENGINE_URL = "http+docker://localhost"  # what the Docker SDK calls a unix-socket engine
+# A parent is named "<prefix><pid>-<start>-<random>" after the process that made it (workdir's
+# owner tag), so that one left by a killed owner can be told from a live run's and removed.
+PARENT_PREFIX = "nasloop-container-"
 _REMOVE_WAIT_S = 10.0  # rmdir fails while the engine is still deleting the container's group
 
 
@@ -71,7 +75,7 @@ class JobParent:
         except Exception:  # the engine's own errors surface where the job is started
             return None
         v2 = _is_v2(root)
-        parent = cls(f"nasloop-container-{uuid.uuid4().hex[:12]}", root, v2)
+        parent = cls(f"{PARENT_PREFIX}{owner_tag()}-{uuid.uuid4().hex[:8]}", root, v2)
         try:  # the memory hierarchy only: the engine makes the others itself, as it would anyway
             (root / parent.name if v2 else root / "memory" / parent.name).mkdir()
         except OSError:
@@ -109,6 +113,17 @@ class JobParent:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
+
+
+def reap_parents(root: Path = ROOT) -> None:
+    """Remove the parents whose owner is gone (killed before its `finally`), once the engine
+    has removed their containers: rmdir takes only an empty group, never a running job's."""
+    for group in [*root.glob(f"{PARENT_PREFIX}*"), *root.glob(f"*/{PARENT_PREFIX}*")]:
+        pid, _, rest = group.name.removeprefix(PARENT_PREFIX).partition("-")
+        start = rest.partition("-")[0]
+        if pid.isdigit() and start and not owner_alive(int(pid), start):
+            with contextlib.suppress(OSError):
+                group.rmdir()
 
 
 class ContainerPeak:

@@ -42,7 +42,7 @@ from sandbox.backends.base import (
     RunOutcome,
     runner_argv,
 )
-from sandbox.backends.container_memory import JobParent
+from sandbox.backends.container_memory import JobParent, reap_parents
 from sandbox.backends.workdir import let_others_read, owner_alive, owner_tag
 from sandbox.image import BUILD_HINT, DEFAULT_TAG, ImageInfo, read_labels
 
@@ -188,6 +188,7 @@ class DockerBackend:
                 self._client = docker.from_env(timeout=_API_TIMEOUT_S)
                 self._client.ping()
                 reap_orphans(self._client)
+                reap_parents()  # after their containers: a parent goes once it is empty
             self._client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise engine_error(exc) from exc

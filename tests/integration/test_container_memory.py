@@ -3,7 +3,8 @@
 hold_memory.py holds HELD_MB of written memory through training. The host's figure must show it
 (from the job's cgroup, never the candidate's report), on a container per job (the per-job parent
 cgroup) and in the warm worker (its container's cgroup, reset before each job); and the parent
-cgroup made for a container must be gone after the job, a timed-out one included. The same
+cgroup made for a container must be gone after the job, a timed-out one included, or, if its
+owner was killed first, once the next backend connects. The same
 engine reached over TCP, as a remote one would be, gives no figure: a peak-memory limit then
 fails as "cannot be verified" instead of trusting the report.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +23,10 @@ import docker
 import pytest
 
 from sandbox.backends.base import Backend, Job, Limits
-from sandbox.backends.container_memory import JobParent
+from sandbox.backends.cgroup import ROOT
+from sandbox.backends.container_memory import PARENT_PREFIX, JobParent
 from sandbox.backends.docker import DockerBackend
+from sandbox.backends.workdir import owner_tag
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.hardware import HardwareLimits
@@ -96,6 +100,26 @@ def test_a_timed_out_jobs_parent_cgroup_is_removed(
     assert outcome.peak_memory_mb is not None and outcome.peak_memory_mb > 64, outcome
     assert len(parents) == 1, parents
     assert parents[0].groups() == [], f"left behind: {parents[0].groups()}"
+
+
+def test_a_killed_owners_parent_cgroup_is_reaped_by_the_next_backend(sandbox_image: str) -> None:
+    gone = subprocess.Popen(["sleep", "60"])
+    dead_tag = owner_tag(gone.pid)
+    gone.kill()
+    gone.wait()
+    memory = ROOT if (ROOT / "cgroup.controllers").exists() else ROOT / "memory"
+    stale = memory / f"{PARENT_PREFIX}{dead_tag}-0bad0bad"
+    live = memory / f"{PARENT_PREFIX}{owner_tag()}-0cafe0ca"  # ours: this process runs
+    for group in (stale, live):
+        group.mkdir()
+    try:
+        DockerBackend(image=sandbox_image).check()  # a new backend's first connection
+        assert not stale.exists(), "a parent cgroup of a killed owner was left"
+        assert live.exists(), "a live owner's parent cgroup was removed"
+    finally:
+        for group in (stale, live):
+            if group.exists():
+                group.rmdir()
 
 
 @pytest.fixture
