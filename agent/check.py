@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.archive import RunArchive, SeenProgram
+from agent.edits import EditContext, bad_edit_result
 from agent.novelty import REASKS, duplicate_result, repeat_note
 from sandbox.code import code_hash
 from sandbox.result import new_result
@@ -80,6 +81,7 @@ class Iteration:
     reask: Callable[[int, str], str | None] | None = None  # (re-ask number, note) -> code
     checks: Checks | None = None
     iteration: int = 0
+    edits: EditContext = field(default_factory=EditContext)  # the code edit blocks apply to
 
 
 @dataclass
@@ -134,6 +136,8 @@ def check_and_train(code: str | None, it: Iteration) -> Attempt:
             return verdict
         code = it.reask(asks, repeat_note(seen))
         source, asks = "reask", asks + 1
+    if code is None and it.edits.error:  # the reply's edit blocks did not fit the code shown
+        return _finish(it, Attempt(source, None, dict(bad_edit_result(it.edits.error)), "none"))
     if code is None:
         result = new_result(NO_CODE, "the reply contained no Python code block", code_hash(""))
         return _finish(it, Attempt(source, None, dict(result), "none"))
@@ -141,7 +145,7 @@ def check_and_train(code: str | None, it: Iteration) -> Attempt:
 
 
 def _cascade(code: str, source: str, it: Iteration) -> Attempt:
-    diff = ""
+    diff = it.edits.diff(code)  # an edited reply's change to the code shown ("" for a module)
     fixes = 0
     while True:
         digest = code_hash(code)

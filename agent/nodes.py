@@ -27,7 +27,7 @@ from agent.advice_reader import parse_improvement
 from agent.archive import RunArchive
 from agent.cascade_checks import SandboxChecks
 from agent.check import GeneratorCost, Iteration, attempt_recorder, check_and_train
-from agent.code_reader import extract_code
+from agent.edits import EditContext, code_from_reply
 from agent.hygiene import clean_advice
 from agent.lineage import parents_of
 from agent.llm import ask, make_chat
@@ -41,6 +41,7 @@ from agent.prompts import (
     improver_messages,
     outcome_text,
 )
+from agent.prompts_edit import edit_base, edit_request
 from agent.prompts_short import short_generator_messages, with_note
 from agent.rundir import run_path
 from agent.settings import Role, Settings
@@ -53,6 +54,7 @@ from agent.state import (
     Triple,
     WindowUpdate,
     best_accuracy,
+    join_round,
     push_triples,
     tally,
 )
@@ -107,18 +109,22 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
 
 
 def generator_prompt(state: State, settings: Settings) -> list[BaseMessage]:
-    """The Generator's messages for this state, in the run's prompt style, ablations applied."""
+    """The Generator's messages for this state: the run's prompt style and edit mode, ablations
+    applied."""
     single = settings.single_shot  # the baseline: the task alone, every time
     best, last = shown(state, settings)
     build = generator_messages if settings.prompt_style == "paper" else short_generator_messages
-    return build(
+    suggestion = "" if not settings.improver or single else state.get("suggestion", "")
+    messages = build(
         state["task"],
         best=best,
         last=last,
-        suggestion="" if not settings.improver or single else state.get("suggestion", ""),
+        suggestion=suggestion,
         window=[] if not settings.memory or single else state["window"],
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
+    base = edit_base(best, settings.edit_mode)
+    return edit_request(messages, base, settings, state["task"], suggestion)
 
 
 def shown(state: State, settings: Settings) -> tuple[Candidate | None, Candidate | None]:
@@ -129,13 +135,18 @@ def shown(state: State, settings: Settings) -> tuple[Candidate | None, Candidate
     )
 
 
+def edit_context(state: State, settings: Settings) -> EditContext:
+    """What this iteration's edit blocks apply to: the best network its prompt shows (if any)."""
+    return EditContext(edit_base(shown(state, settings)[0], settings.edit_mode))
+
+
 def generator_settings(state: State, settings: Settings) -> Settings:
     branch = state.get("branch")
     return settings if branch is None else branch_settings(settings, branch)
 
 
 def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
-    """Ask the Generator for one complete module; extract its code without ever running it.
+    """Ask the Generator for one module (or edits to the best one); read its code, never run it.
 
     Then on to `train`: the graph's own step, or, in a parallel round's branch, a `Send` that
     carries this branch's code to its own `train`.
@@ -147,25 +158,26 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
         chat_for("generator", generator_settings(state, settings)),
-        generator_prompt(state, settings),
+        messages,
         role="generator",
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
     )
-    code, seconds = extract_code(reply.text), time.monotonic() - started
-    run_dir, parents = (
-        run_archive(settings, state["run_id"]).run_dir,
-        parents_of(*shown(state, settings)),
-    )
-    generator_called(run_dir, state["iteration"], 0, messages, reply, seconds, code, parents)
-    update = {"code": code, "gen_tokens": reply.tokens, "gen_seconds": seconds}
+    seconds, base = time.monotonic() - started, edit_context(state, settings).base
+    read = code_from_reply(reply.text, base, settings.edit_mode)
+    run_dir = run_archive(settings, state["run_id"]).run_dir
+    parents = parents_of(*shown(state, settings))
+    generator_called(run_dir, state["iteration"], 0, messages, reply, seconds, read, parents)
+    update: dict[str, Any] = {"code": read.code, "edit_error": read.error}
+    update.update(gen_tokens=reply.tokens, gen_seconds=seconds)
     if state.get("branch") is None:
         return Command(update=update, goto="train")
     return Command(goto=Send("train", {**state, **update}))
 
 
-def reasker(state: State, settings: Settings, cost: GeneratorCost) -> Any:
-    """The novelty check's re-ask: the same prompt plus the repeat note, hotter, another seed."""
+def reasker(state: State, settings: Settings, cost: GeneratorCost, edits: EditContext) -> Any:
+    """The novelty check's re-ask: the same prompt plus the repeat note, hotter, another seed;
+    its edit blocks apply to the first ask's code (`edits`, which keeps their error)."""
 
     def reask(n: int, note: str) -> str | None:
         base = generator_settings(state, settings)
@@ -181,11 +193,12 @@ def reasker(state: State, settings: Settings, cost: GeneratorCost) -> Any:
         )
         seconds = time.monotonic() - started
         cost.add(reply.tokens, seconds)
-        code = extract_code(reply.text)
+        read = code_from_reply(reply.text, edits.base, settings.edit_mode)
+        edits.error = read.error
         # re-ask n asks for the iteration's attempt n: each ask before it was one repeat
         run_dir = run_archive(settings, state["run_id"]).run_dir
-        generator_called(run_dir, state["iteration"], n, messages, reply, seconds, code)
-        return code
+        generator_called(run_dir, state["iteration"], n, messages, reply, seconds, read)
+        return read.code
 
     return reask
 
@@ -212,6 +225,8 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     checks = SandboxChecks(executor_for(settings), state["task"]) if settings.auto_fix else None
     branch = state.get("branch")
     stage("checking" if checks or settings.novelty else "training", iteration, branch)
+    edits = edit_context(state, settings)  # what generate's (and re-asks') edits applied to
+    edits.error = state.get("edit_error")
 
     def train_one(code: str) -> dict[str, Any]:
         stage("training", iteration, branch)
@@ -223,9 +238,10 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             seen=archive.seen_before(iteration),  # from disk: a resumed run knows them too
             train=train_one,
             record=attempt_recorder(archive, iteration),
-            reask=reasker(state, settings, cost) if settings.novelty else None,
+            reask=reasker(state, settings, cost, edits) if settings.novelty else None,
             checks=checks,
             iteration=iteration,
+            edits=edits,
         ),
     )
     code, result = final.code, cast(EvalResult, final.result)  # every attempt's is one
@@ -346,31 +362,6 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     update["stop_reason"] = reason
     update.update(_round_size(state, settings))
     return update
-
-
-def join_round(state: State) -> tuple[dict[str, Any], list[tuple[Candidate, float | None]]]:
-    """Take in a finished parallel round, in iteration order.
-
-    Returns the state update (`iteration` past the round, `ok_count` and `best` with every
-    candidate counted, `last` = the round's focus: its best success, else its highest
-    iteration; `round` emptied) and, for each candidate, the best accuracy after it: its
-    outcome's "best so far", as the classic loop would have written it.
-    """
-    candidates = state["round"]  # merge_round keeps them in iteration order
-    counted = Tally(best=state.get("best"), ok_count=state.get("ok_count", 0))
-    batch: list[tuple[Candidate, float | None]] = []
-    focus: Tally = Tally(best=None, ok_count=0)  # the round's own best success
-    for candidate in candidates:
-        counted = tally(counted, candidate)
-        focus = tally(focus, candidate)
-        batch.append((candidate, best_accuracy(counted["best"])))
-    update = {
-        "round": None,  # merge_round: empty it for the next round
-        "iteration": candidates[-1]["iteration"] + 1,
-        "last": focus["best"] or candidates[-1],
-        **counted,
-    }
-    return update, batch
 
 
 def _round_size(state: State, settings: Settings) -> dict[str, Any]:

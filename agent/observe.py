@@ -16,6 +16,7 @@ from langchain_core.messages import BaseMessage
 from langgraph.config import get_stream_writer
 
 from agent.calls import CallLog, Extracted, why_no_code
+from agent.edits import Reading
 from agent.lineage import LineageLog, Parents
 from agent.llm import Reply
 from agent.state import Branch
@@ -52,13 +53,18 @@ def generator_called(
     messages: Sequence[BaseMessage],
     reply: Reply,
     seconds: float,
-    code: str | None,
+    code: str | Reading | None,
     parents: Parents | None = None,
     /,
 ) -> None:
     """Archive one Generator call (attempt `attempt` of `iteration`) and, with `parents` (an
-    iteration's first ask), its lineage."""
-    extracted = Extracted(code=code) if code is not None else Extracted(none=why_no_code(reply))
+    iteration's first ask), its lineage. `code` is what was read: a module, None, or a
+    `Reading` of edit blocks (whose error, when they did not apply, is why there is no code)."""
+    code, unread = code if isinstance(code, Reading) else (code, None)
+    if code is not None:
+        extracted = Extracted(code=code)
+    else:
+        extracted = Extracted(none=unread or why_no_code(reply))
     call_log(run_dir).record(
         iteration=iteration,
         attempt=attempt,

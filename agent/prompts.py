@@ -56,6 +56,10 @@ _FAILURE_HINTS = {
         "suggest one clearly different change to the network (another layer type, width or "
         "depth), not a repeat of earlier advice."
     ),
+    "bad_edit": (
+        "The Generator's edit blocks did not fit the code: each SEARCH part must copy lines of "
+        "the code shown exactly, enough of them to occur once; say which lines to copy."
+    ),
     "over_limit": (
         "The network trained but breaks a hardware limit (the numbers are in the message): make "
         "it smaller or cheaper (fewer channels or layers, downsample earlier), keep what made it "

@@ -47,6 +47,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "llm_calls",
         *("reference", "single_shot", "run_seed", "constraints"),
         *("novelty", "auto_fix", "prompt_style"),  # the check step and the Generator's prompt
+        "edit_mode",
     ),
     "sandbox": (
         *("sandbox", "image", "warm_worker", "timeout_s", "memory_mb", "pids_limit"),

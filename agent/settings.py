@@ -94,6 +94,11 @@ class Settings(SandboxSettings):
         "short",
         description="short: task, a head skeleton, the contract last; paper: the long prompts",
     )
+    edit_mode: Literal["full", "diff", "auto"] = Field(
+        "full",
+        description="full: the Generator writes whole modules; diff: SEARCH/REPLACE edit blocks "
+        "against the code it is shown (agent/edits.py); auto: either",
+    )
 
     final_top_k: int = Field(
         3, ge=0, description="at the end, retrain the top k on train, score once on test (0: skip)"

@@ -17,7 +17,7 @@ outcome. With N = 1 none of this is used: `round` stays empty and the loop is th
 
 from __future__ import annotations
 
-from typing import Annotated, NotRequired, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 
 from sandbox.result import EvalResult
 from tools.train_candidate import TaskInfo as TaskInfo  # the task, as the tool reports it
@@ -143,6 +143,7 @@ class State(TypedDict):
     task: TaskInfo
     iteration: int  # candidates finished so far; the next one gets this number
     code: NotRequired[str | None]  # the candidate between generate and train (None: no code)
+    edit_error: NotRequired[str | None]  # why its reply's edit blocks did not apply (bad_edit)
     gen_tokens: NotRequired[int]  # tokens the Generator spent on `code`
     gen_seconds: NotRequired[float]  # and the time it took
     best: NotRequired[Candidate | None]  # best successful candidate so far
@@ -156,3 +157,28 @@ class State(TypedDict):
     round_size: NotRequired[int]  # candidates in the next round (1: the classic loop)
     round: Annotated[list[Candidate], merge_round]  # this round's finished candidates
     branch: NotRequired[Branch]  # in a Send payload only: which slot of the round it is
+
+
+def join_round(state: State) -> tuple[dict[str, Any], list[tuple[Candidate, float | None]]]:
+    """Take in a finished parallel round, in iteration order.
+
+    Returns the state update (`iteration` past the round, `ok_count` and `best` with every
+    candidate counted, `last` = the round's focus: its best success, else its highest
+    iteration; `round` emptied) and, for each candidate, the best accuracy after it: its
+    outcome's "best so far", as the classic loop would have written it.
+    """
+    candidates = state["round"]  # merge_round keeps them in iteration order
+    counted = Tally(best=state.get("best"), ok_count=state.get("ok_count", 0))
+    batch: list[tuple[Candidate, float | None]] = []
+    focus: Tally = Tally(best=None, ok_count=0)  # the round's own best success
+    for candidate in candidates:
+        counted = tally(counted, candidate)
+        focus = tally(focus, candidate)
+        batch.append((candidate, best_accuracy(counted["best"])))
+    update = {
+        "round": None,  # merge_round: empty it for the next round
+        "iteration": candidates[-1]["iteration"] + 1,
+        "last": focus["best"] or candidates[-1],
+        **counted,
+    }
+    return update, batch

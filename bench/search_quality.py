@@ -47,6 +47,8 @@ DEFAULT_VARIANTS = (
     "no_memory",
     "no_improver",
     "paper_prompts",
+    "diff",
+    "auto",
 )
 # Numbers where a run with nothing trained counts as 0 in the mean: averaging only the runs that
 # found something would reward a variant for failing whole seeds
@@ -129,6 +131,7 @@ COLUMNS = (  # (header, number, digits, percent)
     ("success rate", "success_rate", 1, True),
     ("distinct", "distinct_candidates", 1, False),
     ("dups avoided", "duplicates_avoided", 1, False),
+    ("bad edits", "bad_edits", 1, False),
     ("fixes ok", "fixes_succeeded_total", 1, False),
     ("longest same-failure streak", "longest_identical_failure_streak", 1, False),
     ("calls to 1st trained", "calls_to_first_trained", 1, False),

@@ -25,6 +25,8 @@ FailureKind = (
     | Literal["no_code"]  # the LLM's reply held no Python code (set by the search, no sandbox)
     | Literal["duplicate"]  # a program this run already tried, repeated on every re-ask: never
     # trained again (set by the search's novelty check, agent/check.py; no sandbox)
+    | Literal["bad_edit"]  # the reply's edit blocks could not be applied to the code it was
+    # shown (agent/edits.py: a SEARCH not in the code, or in it twice; no sandbox)
 )
 
 

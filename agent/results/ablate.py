@@ -12,8 +12,10 @@ of the ablation switches, so a switch left on in `.env` cannot leak into another
 
 Variants: full (the method), no_history (the Generator sees no window, K=0), no_improver (no
 suggestions, no triples), no_reference (no best code in the prompt), single_shot (the Generator
-sees only the task and no Improver runs: the baseline). Runs skip the final test unless the extra
-flags ask for it (`-- --final-top-k 1`): the comparison is about the searches.
+sees only the task and no Improver runs: the baseline), diff and auto (the full method, its
+Generator editing the best network with SEARCH/REPLACE blocks: agent/edits.py). Runs skip the
+final test unless the extra flags ask for it (`-- --final-top-k 1`): the comparison is about the
+searches.
 
 Writes `<runs dir>/ablations/<name>/`: `results.json` (every run's best-so-far curve and numbers,
 and per variant the mean, sample standard deviation, min and max over seeds at each iteration),
@@ -52,7 +54,13 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     # best-of-k resampling: plain sampling, but a repeat is asked again (hotter) instead of
     # being spent; the best of the k samples is the result
     "best_of_k": ("single_shot", "auto_fix"),
+    # the full method whose Generator edits the best network with SEARCH/REPLACE blocks
+    # (EDIT_MODES below): strictly (diff), or blocks or a whole module (auto)
+    "diff": (),
+    "auto": (),
 }
+# The Generator's --edit-mode of each variant (agent/edits.py); every other variant: full
+EDIT_MODES = {"diff": "diff", "auto": "auto"}
 SWITCHES = {
     "memory": True,
     "improver": True,
@@ -80,6 +88,7 @@ def run_argv(run_id: str, variant: str, seed: int, iterations: int, extra: list[
             continue
         flag = switch.replace("_", "-")
         argv.append(f"--{flag}" if on else f"--no-{flag}")
+    argv += ["--edit-mode", EDIT_MODES.get(variant, "full")]
     if not any(a.startswith("--final-top-k") for a in extra):
         argv += ["--final-top-k", "0"]
     return argv + extra

@@ -164,7 +164,7 @@ def duplicates(rows: list[dict[str, Any]]) -> list[dict[str, int]]:
         repeat = row["cached"] or row["kind"] == "duplicate"
         if code_hash and code_hash in first_seen and repeat:
             found.append({"iteration": row["iteration"], "same_as": first_seen[code_hash]})
-        elif code_hash and row["kind"] != "no_code":
+        elif code_hash and row["kind"] not in ("no_code", "bad_edit"):  # no code: no hash
             first_seen.setdefault(code_hash, row["iteration"])
     return found
 

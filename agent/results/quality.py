@@ -30,6 +30,7 @@ NUMBERS = (
     "success_rate",
     "distinct_candidates",
     "duplicates_avoided",
+    "bad_edits",
     "fixes_succeeded_total",
     "longest_identical_failure_streak",
     "calls_to_first_trained",
@@ -102,6 +103,8 @@ def run_quality(run_dir: Path) -> dict[str, Any]:
         "success_rate": len(ok_rows) / len(rows) if rows else 0.0,
         "distinct_candidates": len(hashes),
         "duplicates_avoided": sum(1 for a in attempts if a["stage"] == "novelty"),
+        # replies whose edit blocks did not fit the code shown (--edit-mode diff|auto)
+        "bad_edits": sum(1 for a in attempts if a["kind"] == "bad_edit"),
         "fixes_tried": dict(tried),
         "fixes_succeeded": dict(succeeded),
         "fixes_succeeded_total": sum(succeeded.values()),
