@@ -11,7 +11,12 @@ limit as "cannot be verified". What each limit compares against:
 - `params`: trainable and frozen parameters, counted once.
 - `flops`: forward FLOPs for one image (torch.utils.flop_counter).
 - `peak_memory_mb`: on a GPU, the most memory torch allocated while training and predicting; on
-  a CPU, the sandboxed process's peak resident memory (runtime and data included).
+  a CPU, the sandboxed process's peak resident memory (runtime and data included). The host's
+  reading, which replaces the report's wherever there is one, is the peak of the job's memory
+  cgroup: everything charged to it, so also the page cache it filled (the data it read, tmpfs
+  files, a library read from disk for the first time) and, in the warm worker, the worker's own
+  imported torch (sandbox/backends/container_memory.py). Measured here on mnist5k, a small net
+  reads about 400 MiB on every backend.
 - `latency_ms`: the median of several batch-1 forward passes in eval mode, after warm-up, on the
   training device.
 """
