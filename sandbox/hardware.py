@@ -10,8 +10,15 @@ where the backend has one; a figure only the candidate's own process reported fa
 limit as "cannot be verified". What each limit compares against:
 - `params`: trainable and frozen parameters, counted once.
 - `flops`: forward FLOPs for one image (torch.utils.flop_counter).
-- `peak_memory_mb`: on a GPU, the most memory torch allocated while training and predicting; on
-  a CPU, the sandboxed process's peak resident memory (runtime and data included).
+- `peak_memory_mb`: host memory, the peak of the job's memory cgroup as the host reads it
+  (sandbox/backends/container_memory.py, sandbox/backends/cgroup.py): everything charged to the
+  job, so also the page cache it filled (the data it read, tmpfs files, a library read from disk
+  for the first time) and, in the warm worker, the worker's own imported torch. Measured here on
+  mnist5k, a small net reads about 400 MiB on every backend. Where no cgroup can be read (an
+  engine on another host, the systemd driver), the runner's own figure stands, self-reported (on a
+  GPU the most memory torch allocated there, on a CPU the process's peak resident memory), and an
+  active limit fails as "cannot be verified". GPU memory is reported apart, self-reported, as
+  `peak_gpu_memory_mb`; no limit reads it.
 - `latency_ms`: the median of several batch-1 forward passes in eval mode, after warm-up, on the
   training device.
 """

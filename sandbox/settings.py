@@ -89,7 +89,9 @@ class SandboxSettings(BaseSettings):
     max_params: int | None = Field(None, gt=0, description="hardware limit: parameters")
     max_flops: int | None = Field(None, gt=0, description="hardware limit: FLOPs per image")
     max_peak_memory_mb: float | None = Field(
-        None, gt=0, description="hardware limit: peak memory in training, MiB"
+        None,
+        gt=0,
+        description="hardware limit: the training job's peak host memory (its cgroup), MiB",
     )
     max_latency_ms: float | None = Field(
         None, gt=0, description="hardware limit: median batch-1 forward on the device, ms"

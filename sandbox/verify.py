@@ -6,8 +6,9 @@ runner.export_net); here a fresh job, whose runner is sandbox/verifier.py and wh
 of the candidate's code, loads that program in a new sandbox, predicts the validation set and
 measures parameters, FLOPs and batch-1 latency. Its predictions are the ones scored, so the
 figures and the accuracy belong to one net, whatever net the candidate chose to export. Peak
-memory comes from the training job's own cgroup where the backend reads one (the process
-backend); elsewhere it stays self-reported.
+memory comes from the training job's cgroup, read by the host (the process backend's own group;
+on Docker, sandbox/backends/container_memory.py); where the host cannot see one (no root, a
+remote engine, the systemd driver for a container per job) it stays self-reported.
 
 Every figure carries its source (`measured_by`): "verifier", "cgroup" or "self-reported". When
 a hardware limit is active, a figure that is only self-reported fails that limit, saying so.

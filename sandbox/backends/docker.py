@@ -8,7 +8,9 @@ image (`python -m sandbox.image build`) says by its labels which interpreter to 
 host paths to lend read-only (the `local` kind borrows the host's /usr and Python).
 
 Whatever happens (normal exit, timeout, OOM, a container that never started, Ctrl-C), the
-container is force-removed before `run` returns or raises.
+container is force-removed before `run` returns or raises. Where the host can (a local engine
+with the cgroupfs driver), the container is put under a cgroup made for the job, whose peak
+memory the host reads after it ends and which is removed with it (container_memory.JobParent).
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ import logging
 import os
 import re
 import socket
-import stat
 import time
 import uuid
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -42,7 +42,8 @@ from sandbox.backends.base import (
     RunOutcome,
     runner_argv,
 )
-from sandbox.backends.workdir import owner_alive, owner_tag
+from sandbox.backends.container_memory import JobParent, reap_parents
+from sandbox.backends.workdir import let_others_read, owner_alive, owner_tag
 from sandbox.image import BUILD_HINT, DEFAULT_TAG, ImageInfo, read_labels
 
 log = logging.getLogger(__name__)
@@ -133,25 +134,6 @@ def _parse_user(user: str) -> tuple[int, int] | None:
     return None
 
 
-def let_others_read(root: Path) -> None:
-    """Make a read-only input tree readable by the sandbox user, who owns none of it.
-
-    Directories made with tempfile.mkdtemp() are 0700; inside the container that shows as
-    "Permission denied" on /job/runner.py. Only adds o+r (and o+x on directories); write bits are
-    never touched, and the mount is read-only anyway.
-    """
-    for path in [root, *root.rglob("*")]:
-        try:
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                continue
-            want = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else 0)
-            if st.st_mode & want != want:
-                path.chmod(stat.S_IMODE(st.st_mode) | want)
-        except OSError:  # not ours to change: the container will say what it cannot read
-            continue
-
-
 def owner_label() -> str:
     """This process as its containers' owner label: "<host>:<pid>-<start time>" (see
     workdir.owner_tag), so that a reused pid is not taken for a dead owner."""
@@ -206,6 +188,7 @@ class DockerBackend:
                 self._client = docker.from_env(timeout=_API_TIMEOUT_S)
                 self._client.ping()
                 reap_orphans(self._client)
+                reap_parents()  # after their containers: a parent goes once it is empty
             self._client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise engine_error(exc) from exc
@@ -296,6 +279,7 @@ class DockerBackend:
             "nasloop.container": name,
             OWNER_LABEL: owner_label(),
         }
+        parent = JobParent.create(client)  # outlives the container: the host reads its peak
         container: Any = None
         try:
             try:
@@ -311,6 +295,7 @@ class DockerBackend:
                     working_dir=SCRATCH_MOUNT,
                     mounts=self._mounts(job, info),
                     tmpfs={SCRATCH_MOUNT: f"rw,nosuid,nodev,size={limits.scratch_mb}m,mode=1777"},
+                    cgroup_parent=parent.cgroup_parent if parent else None,
                     **confinement(limits.memory_mb, limits.pids, limits.gpus),
                 )
                 started = time.monotonic()
@@ -321,13 +306,17 @@ class DockerBackend:
             (follower := MarkerFollower(lambda: container.logs(stream=True, follow=True))).start()
             try:
                 outcome = self._wait_and_collect(client, container, limits.timeout_s, started)
-                return replace(outcome, reached_candidate=follower.reached(outcome.log_tail))
+                reached = follower.reached(outcome.log_tail)
+                peak = parent.peak_mb() if parent else None
+                return replace(outcome, reached_candidate=reached, peak_memory_mb=peak)
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 raise engine_error(exc, "lost the sandbox container while it ran") from exc
             finally:
                 follower.stop.set()
         finally:
             self._remove(client, container, name)
+            if parent and not parent.remove():
+                log.warning("could not remove the job's cgroup %s", parent.name)
 
     def _wait_and_collect(
         self, client: Any, container: Any, timeout_s: float, started: float

@@ -27,7 +27,9 @@ raises InfrastructureFault if it fails there too.
 
 Memory: the container's limit is the job's limit plus WORKER_MEMORY_MB for the worker itself;
 every job volunteers as the OOM killer's first victim, so an OOM ends the job, not the worker. A
-worker that dies anyway (or stops answering) is replaced before the next job.
+worker that dies anyway (or stops answering) is replaced before the next job. The host resets
+the container's memory peak before handing a job over and reads it when the outcome is in
+(container_memory.ContainerPeak): the job's peak, plus the worker's own memory and page cache.
 """
 
 from __future__ import annotations
@@ -49,16 +51,16 @@ import requests.exceptions
 from docker.types import Mount
 
 from sandbox.backends.base import DATA_MOUNT, SCRATCH_MOUNT, BackendUnavailable, Job, RunOutcome
+from sandbox.backends.container_memory import ContainerPeak
 from sandbox.backends.docker import (
     JOB_LABEL,
     OWNER_LABEL,
     DockerBackend,
     confinement,
     engine_error,
-    let_others_read,
     owner_label,
 )
-from sandbox.backends.workdir import make_job_dir
+from sandbox.backends.workdir import let_others_read, make_job_dir
 from sandbox.faults import InfrastructureFault
 from sandbox.image import DEFAULT_TAG
 
@@ -109,6 +111,7 @@ class WarmPool:
         self.root = root
         self.uid_base = uid_base
         self.next_job = 0
+        self.memory: ContainerPeak | None = None  # the container's cgroup, where the host sees it
 
     @property
     def jobs(self) -> Path:
@@ -143,6 +146,8 @@ class WarmDockerBackend(DockerBackend):
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        if pool.memory is not None:
+            pool.memory.close()
         with contextlib.suppress(Exception):
             pool.container.remove(force=True, v=True)
         shutil.rmtree(pool.root, ignore_errors=True)
@@ -236,6 +241,7 @@ class WarmDockerBackend(DockerBackend):
         self._pool = pool
         self.started += 1
         self._await_ready(pool)
+        pool.memory = ContainerPeak.find(client, container)
         return pool
 
     def _worker_environment(self, key: PoolKey, image_env: list[str]) -> dict[str, str]:
@@ -301,6 +307,8 @@ class WarmDockerBackend(DockerBackend):
         job_in.chmod(0o755)
         tmp = job_in / "request.tmp"
         tmp.write_text(json.dumps(request), encoding="utf-8")
+        if pool.memory is not None:
+            pool.memory.reset()  # the peak from here on is this job's (and the worker's own)
         tmp.replace(job_in / "request.json")
         started = time.monotonic()
         try:
@@ -326,6 +334,7 @@ class WarmDockerBackend(DockerBackend):
                     return self._worker_died(pool, started)
             time.sleep(POLL_S)
         outcome = json.loads(outcome_path.read_text(encoding="utf-8"))
+        peak_mb = pool.memory.peak_mb() if pool.memory is not None else None
         for name in ("report.json", "predictions.json", "net.pt2"):  # net.pt2: sandbox/verify.py
             source = pool.status / str(n) / name
             if source.is_file():
@@ -342,6 +351,7 @@ class WarmDockerBackend(DockerBackend):
             log_tail=str(outcome["log_tail"]),
             seconds=float(outcome["seconds"]),
             reached_candidate=outcome.get("reached_candidate") is True,
+            peak_memory_mb=peak_mb,
         )
 
     def _retire_unless_clean(self, pool: WarmPool, n: int, outcome: dict[str, Any]) -> None:

@@ -36,6 +36,25 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
     return (fields[0], fields[19]) if len(fields) > 19 else None
 
 
+def let_others_read(root: Path) -> None:
+    """Make a read-only input tree readable by the sandbox user, who owns none of it.
+
+    Directories made with tempfile.mkdtemp() are 0700; inside the container that shows as
+    "Permission denied" on /job/runner.py. Only adds o+r (and o+x on directories); write bits are
+    never touched, and the mount is read-only anyway.
+    """
+    for path in [root, *root.rglob("*")]:
+        try:
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            want = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else 0)
+            if st.st_mode & want != want:
+                path.chmod(stat.S_IMODE(st.st_mode) | want)
+        except OSError:  # not ours to change: the container will say what it cannot read
+            continue
+
+
 def owner_tag(pid: int | None = None) -> str:
     """The "<pid>-<start>" that job dir names carry, for a process (this one by default)."""
     pid = os.getpid() if pid is None else pid

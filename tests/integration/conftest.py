@@ -49,16 +49,19 @@ def sandbox_image(docker_client: Any) -> str:
 @pytest.fixture
 def nothing_left_behind(docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """After the test, nothing of this process's sandbox jobs may remain on the host: no
-    container, no sandbox-uid process, no cgroup, no job dir, no out-dir mount.
+    container, no sandbox-uid process, no cgroup (a process job's, or the parent a container was
+    put under), no job dir, no out-dir mount.
 
     Owner-scoped (see tests/integration/leftovers.py), so that a concurrent test run's jobs on
     the same machine never fail this test, nor ours theirs.
     """
     from sandbox.backends.cgroup import Cgroup
+    from sandbox.backends.container_memory import JobParent
     from tests.integration import leftovers
 
-    ours: list[str] = []  # names of the cgroups this process made
+    ours: list[str] = []  # names of the cgroups this process made (process jobs, container parents)
     create = Cgroup.create.__func__  # type: ignore[attr-defined]
+    create_parent = JobParent.create.__func__  # type: ignore[attr-defined]
 
     def recording_create(cls: type[Cgroup], *args: Any, **kwargs: Any) -> Cgroup | None:
         group: Cgroup | None = create(cls, *args, **kwargs)
@@ -66,7 +69,14 @@ def nothing_left_behind(docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> 
             ours.extend(d.name for d in group.dirs)
         return group
 
+    def recording_parent(cls: type[JobParent], *args: Any, **kwargs: Any) -> JobParent | None:
+        parent: JobParent | None = create_parent(cls, *args, **kwargs)
+        if parent is not None:
+            ours.append(parent.name)
+        return parent
+
     monkeypatch.setattr(Cgroup, "create", classmethod(recording_create))
+    monkeypatch.setattr(JobParent, "create", classmethod(recording_parent))
     yield
     assert leftovers.our_containers(docker_client) == [], "a sandbox container was left behind"
     procs = leftovers.our_sandbox_processes(docker_client, ours)

@@ -4,11 +4,13 @@ forge_metrics.py trains the same net as honest_twin.py and rewrites the runner's
 way out, claiming a tiny parameter count, FLOP count, latency or peak memory. With the matching
 hardware limit on, both twins must get the same verdict, or the forger a "cannot be verified"
 failure: the host scores and measures the exported net in a fresh sandbox (sandbox/verify.py)
-and reads peak memory from the job's cgroup where the backend has one.
+and reads peak memory from the job's cgroup: on every backend, where the host can see it (as
+root; for a container per job, an engine with the cgroupfs driver), which this test then requires.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -48,10 +50,19 @@ def evaluate(sandbox: Backend, data: PreparedDataset, code: str, limits: Hardwar
     return dict(evaluator.evaluate(code))
 
 
+def host_reads_cgroups(sandbox: Backend, docker_client: Any) -> bool:
+    """Whether the host can read this backend's job cgroups here: as root, and for a container
+    per job, from an engine with the cgroupfs driver (see sandbox/backends/container_memory.py)."""
+    if os.geteuid() != 0:
+        return False
+    return sandbox.name != "docker" or docker_client.info()["CgroupDriver"] == "cgroupfs"
+
+
 @pytest.mark.parametrize("limit", list(TWINS))
 def test_a_forging_twin_gets_its_honest_twins_verdict(
     backend: Backend,  # noqa: F811
     mnist: PreparedDataset,
+    docker_client: Any,
     limit: str,
 ) -> None:
     field, claim, limits = TWINS[limit]
@@ -65,6 +76,8 @@ def test_a_forging_twin_gets_its_honest_twins_verdict(
         )
     assert honest["kind"] == "over_limit", honest  # by its own, true figures
     assert forged["kind"] == "over_limit", forged  # never the `ok` its claim would earn
+    if field == "peak_memory_mb" and host_reads_cgroups(backend, docker_client):
+        assert forged["measured_by"][field] == honest["measured_by"][field] == "cgroup", forged
     if forged["measured_by"][field] == "self-reported":  # nothing outside the candidate measured it
         assert f"{field} cannot be verified" in forged["message"], forged
     else:  # measured outside the candidate: the honest twin's figure, not the claim
