@@ -17,6 +17,11 @@ from typing import Any
 
 from agent.rundir import CODE_DIR, ArchiveTables
 
+# Attempt sources that are one more Generator call each, besides an iteration's first ask: the
+# novelty check's re-ask, and the LLM-side fixes (agent/llm_fixes.py). A `fix:<name>` is the
+# host's, no call.
+CALL_SOURCES = ("reask", "repair", "resample")
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS candidates (
     iteration INTEGER PRIMARY KEY,
@@ -41,11 +46,12 @@ CREATE TABLE IF NOT EXISTS candidates (
     created REAL NOT NULL
 );
 -- every program an iteration looked at, in order: the Generator's answer, its re-asks when it
--- repeated itself, the host's mechanical fixes; the candidates row holds the last one's result
+-- repeated itself, the host's mechanical fixes, the Generator's repairs and resamples of a
+-- failed program; the candidates row holds the last one's result
 CREATE TABLE IF NOT EXISTS attempts (
     iteration INTEGER NOT NULL,
     attempt INTEGER NOT NULL,
-    source TEXT NOT NULL,  -- generator | reask | fix:<name>
+    source TEXT NOT NULL,  -- generator | reask | fix:<name> | repair | resample
     code_hash TEXT,
     code TEXT,
     diff TEXT,
@@ -180,16 +186,22 @@ class RunArchive(ArchiveTables):
                 )
             ]
 
-    def llm_calls(self) -> tuple[int, int]:
+    def llm_calls(self, asking: int | None = None) -> tuple[int, int]:
         """(Generator calls, Improver calls) so far: one Generator call per iteration plus one per
-        re-ask attempt; one Improver call per row carrying its tokens (servers report usage).
-        A mechanical fix is no call; an HTTP retry is the same call."""
+        attempt of a CALL_SOURCES source; one Improver call per row carrying its tokens (servers
+        report usage). A mechanical fix is no call; an HTTP retry is the same call. `asking`: an
+        iteration under way, whose first ask counts though its row is not written yet."""
+        sources = ",".join("?" * len(CALL_SOURCES))
         with self._connect() as db:
             rows, improver = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(improver_tokens > 0), 0) FROM candidates"
+                " WHERE iteration IS NOT ?",
+                (asking,),
             ).fetchone()
-            (reasks,) = db.execute("SELECT COUNT(*) FROM attempts WHERE source='reask'").fetchone()
-        return int(rows) + int(reasks), int(improver)
+            (asked,) = db.execute(
+                f"SELECT COUNT(*) FROM attempts WHERE source IN ({sources})", CALL_SOURCES
+            ).fetchone()
+        return int(rows) + int(asked) + (asking is not None), int(improver)
 
     def seen_before(self, iteration: int) -> dict[str, SeenProgram]:
         """Every program hash this run looked at before `iteration`, with its first outcome.

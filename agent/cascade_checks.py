@@ -42,6 +42,8 @@ class SandboxChecks:
             new_result(report["kind"], report["message"], code_hash(code))
         )
         result["undefined_names"] = list(report["undefined_names"])
+        if report["line"] is not None:  # where a repair request points (agent/locate.py)
+            result["line"] = report["line"]
         return result
 
     def dry_run(self, code: str) -> dict[str, Any]:

@@ -11,6 +11,10 @@
                            ▼
                    one-epoch training
 
+    still failed ─▶ LLM-side fix (≤ repair_attempts, in fix_order: a repair request showing the
+                    failing lines, or a hotter resample told the error) ─▶ its answer, from the
+                    top of the cascade (a program already seen: `duplicate`, that strategy ends)
+
 It is a function the `train` node calls, not a graph node of its own: a parallel round's branch
 then needs no extra hop (its `Send` goes to `train` as before), one checkpointed step covers one
 iteration's attempts (a node re-run after a crash rewrites the same numbered attempts), and the
@@ -30,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.archive import RunArchive, SeenProgram
-from agent.edits import EditContext, bad_edit_result
+from agent.edits import EditContext, Reading, bad_edit_result, edit_diff
+from agent.llm_fixes import FixRequest
 from agent.novelty import REASKS, duplicate_result, repeat_note
 from sandbox.code import code_hash
 from sandbox.result import new_result
@@ -63,7 +68,7 @@ class Checks(Protocol):
 
 @dataclass
 class Attempt:
-    source: str  # generator | reask | fix:<name>
+    source: str  # generator | reask | fix:<name> | repair | resample
     code: str | None
     result: dict[str, Any]
     stage: str  # where the result came from: novelty, lint, dry_run, train, none
@@ -73,7 +78,7 @@ class Attempt:
 @dataclass
 class Iteration:
     """What the check step needs for one iteration; `reask` is None with the novelty check off,
-    `checks` None with auto-fix off."""
+    `checks` None with auto-fix off, `ask_fix` None without LLM-side fixes."""
 
     seen: dict[str, SeenProgram]
     train: Callable[[str], dict[str, Any]]
@@ -82,6 +87,10 @@ class Iteration:
     checks: Checks | None = None
     iteration: int = 0
     edits: EditContext = field(default_factory=EditContext)  # the code edit blocks apply to
+    ask_fix: Callable[[FixRequest], Reading] | None = None  # an LLM-side fix's answer
+    fix_plan: tuple[str, ...] = ()  # the strategy of each LLM-side fix (agent/llm_fixes.py)
+    calls_left: Callable[[], int | None] | None = None  # what the budget allows (None: no cap)
+    recorded: int = 0  # attempts archived so far: the next one's number
 
 
 @dataclass
@@ -136,16 +145,62 @@ def check_and_train(code: str | None, it: Iteration) -> Attempt:
             return verdict
         code = it.reask(asks, repeat_note(seen))
         source, asks = "reask", asks + 1
-    if code is None and it.edits.error:  # the reply's edit blocks did not fit the code shown
-        return _finish(it, Attempt(source, None, dict(bad_edit_result(it.edits.error)), "none"))
-    if code is None:
-        result = new_result(NO_CODE, "the reply contained no Python code block", code_hash(""))
-        return _finish(it, Attempt(source, None, dict(result), "none"))
-    return _cascade(code, source, it)
+    if code is None:  # no code, or edit blocks that did not fit the code shown
+        return _llm_fixes(_finish(it, _unread(source, it.edits.error)), it)
+    return _llm_fixes(_cascade(code, source, it), it)
 
 
-def _cascade(code: str, source: str, it: Iteration) -> Attempt:
-    diff = it.edits.diff(code)  # an edited reply's change to the code shown ("" for a module)
+def _llm_fixes(last: Attempt, it: Iteration) -> Attempt:
+    """Ask the Generator to fix a failed program, as `fix_plan` says, until one trains or the plan
+    or the run's budget of calls runs out; returns the iteration's last attempt. A repair needs a
+    program: after a reply without code, the last program with code is the one repaired."""
+    failing = last  # what the next fix is asked about: never a duplicate
+    stuck: set[str] = set()  # strategies that answered with a program already seen
+    tries: dict[str, int] = {}
+    ask = it.ask_fix
+    if ask is None:
+        return last
+    for strategy in it.fix_plan:
+        if last.result["status"] == "ok" or failing.result["kind"] == "duplicate":
+            break
+        if strategy in stuck or (strategy == "repair" and failing.code is None):
+            continue
+        left = it.calls_left() if it.calls_left is not None else None
+        if left is not None and left < 1:
+            break  # the budget never pays for a fix
+        tries[strategy] = tries.get(strategy, 0) + 1
+        request = FixRequest(
+            strategy, tries[strategy], it.recorded, failing.code, failing.result, failing.stage
+        )
+        code, error = ask(request)
+        if code is None:
+            last = _finish(it, _unread(strategy, error))
+            failing = failing if failing.code is not None else last
+            continue
+        digest = code_hash(code)
+        if digest in it.seen:  # with or without the novelty check: it cannot do better this time
+            how = f"a {strategy} answered with a program tried before"
+            result = duplicate_result(digest, it.seen[digest], how)
+            last = _finish(it, Attempt(strategy, code, dict(result), "novelty"))
+            stuck.add(strategy)
+            continue
+        # a repair's diff: what it changed in the failing module
+        diff = edit_diff(failing.code, code) if strategy == "repair" and failing.code else None
+        last = failing = _cascade(code, strategy, it, diff)
+    return last
+
+
+def _unread(source: str, edit_error: str | None) -> Attempt:
+    """The attempt of a reply with no code: a `bad_edit` when its edit blocks did not fit."""
+    if edit_error:
+        return Attempt(source, None, dict(bad_edit_result(edit_error)), "none")
+    result = new_result(NO_CODE, "the reply contained no Python code block", code_hash(""))
+    return Attempt(source, None, dict(result), "none")
+
+
+def _cascade(code: str, source: str, it: Iteration, diff: str | None = None) -> Attempt:
+    if diff is None:  # an edited reply's change to the code shown ("" for a whole module)
+        diff = it.edits.diff(code)
     fixes = 0
     while True:
         digest = code_hash(code)
@@ -173,6 +228,7 @@ def _cascade(code: str, source: str, it: Iteration) -> Attempt:
 def _finish(it: Iteration, attempt: Attempt) -> Attempt:
     """Archive the attempt, remember its program's outcome for the rest of the iteration."""
     it.record(attempt)
+    it.recorded += 1
     if attempt.code is not None and attempt.result["kind"] != "duplicate":
         it.seen[code_hash(attempt.code)] = SeenProgram(
             it.iteration, str(attempt.result["kind"]), str(attempt.result.get("message") or "")

@@ -25,13 +25,14 @@ from langgraph.types import Command, Send
 
 from agent.advice_reader import parse_improvement
 from agent.archive import RunArchive
+from agent.ask_again import Again, fixer, reasker
 from agent.cascade_checks import SandboxChecks
 from agent.check import GeneratorCost, Iteration, attempt_recorder, check_and_train
 from agent.edits import EditContext, code_from_reply
 from agent.hygiene import clean_advice
 from agent.lineage import parents_of
 from agent.llm import ask, make_chat
-from agent.novelty import REASK_SEED_STEP, reask_temperature
+from agent.llm_fixes import calls_left
 from agent.observe import generator_called, improver_called, stage, worker_of
 from agent.prompts import (
     ERROR_CHARS,
@@ -42,7 +43,7 @@ from agent.prompts import (
     outcome_text,
 )
 from agent.prompts_edit import edit_base, edit_request
-from agent.prompts_short import short_generator_messages, with_note
+from agent.prompts_short import short_generator_messages
 from agent.rundir import run_path
 from agent.settings import Role, Settings
 from agent.state import (
@@ -175,32 +176,25 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     return Command(goto=Send("train", {**state, **update}))
 
 
-def reasker(state: State, settings: Settings, cost: GeneratorCost, edits: EditContext) -> Any:
-    """The novelty check's re-ask: the same prompt plus the repeat note, hotter, another seed;
-    its edit blocks apply to the first ask's code (`edits`, which keeps their error)."""
-
-    def reask(n: int, note: str) -> str | None:
-        base = generator_settings(state, settings)
-        hotter = reask_temperature(base.generator_temperature, n)
-        started = time.monotonic()
-        messages = with_note(generator_prompt(state, settings), note)
-        reply = ask(
-            chat_for("generator", base.model_copy(update={"generator_temperature": hotter})),
-            messages,
-            role="generator",
-            seed=settings.run_seed + state["iteration"] + REASK_SEED_STEP * n,
-            retries=settings.llm_retries,
-        )
-        seconds = time.monotonic() - started
-        cost.add(reply.tokens, seconds)
-        read = code_from_reply(reply.text, edits.base, settings.edit_mode)
-        edits.error = read.error
-        # re-ask n asks for the iteration's attempt n: each ask before it was one repeat
-        run_dir = run_archive(settings, state["run_id"]).run_dir
-        generator_called(run_dir, state["iteration"], n, messages, reply, seconds, read)
-        return read.code
-
-    return reask
+def again_for(state: State, settings: Settings, cost: GeneratorCost, edits: EditContext) -> Again:
+    """How this iteration asks its Generator again: re-asks, repairs, resamples; their edit blocks
+    apply as `edits` says (agent/ask_again.py)."""
+    base = generator_settings(state, settings)
+    return Again(
+        chat_at=lambda t: chat_for(
+            "generator", base.model_copy(update={"generator_temperature": t})
+        ),
+        prompt=generator_prompt(state, settings),
+        task=state["task"],
+        temperature=base.generator_temperature,
+        seed=settings.run_seed + state["iteration"],
+        retries=settings.llm_retries,
+        run_dir=run_archive(settings, state["run_id"]).run_dir,
+        iteration=state["iteration"],
+        cost=cost,
+        edit_mode=settings.edit_mode,
+        edits=edits,
+    )
 
 
 def branch_settings(settings: Settings, branch: Branch) -> Settings:
@@ -232,16 +226,20 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         stage("training", iteration, branch)
         return dict(train_candidate_for(settings).invoke({"code": code}))
 
+    again = again_for(state, settings, cost, edits)
     final = check_and_train(
         state.get("code"),
         Iteration(
             seen=archive.seen_before(iteration),  # from disk: a resumed run knows them too
             train=train_one,
             record=attempt_recorder(archive, iteration),
-            reask=reasker(state, settings, cost, edits) if settings.novelty else None,
+            reask=reasker(again) if settings.novelty else None,
             checks=checks,
             iteration=iteration,
             edits=edits,
+            ask_fix=fixer(again) if settings.repair_attempts else None,
+            fix_plan=settings.fix_plan(),
+            calls_left=calls_left(archive, settings.llm_calls, iteration),
         ),
     )
     code, result = final.code, cast(EvalResult, final.result)  # every attempt's is one

@@ -48,6 +48,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         *("reference", "single_shot", "run_seed", "constraints"),
         *("novelty", "auto_fix", "prompt_style"),  # the check step and the Generator's prompt
         "edit_mode",
+        *("repair_attempts", "fix_order"),  # the LLM-side fixes of a failed program
     ),
     "sandbox": (
         *("sandbox", "image", "warm_worker", "timeout_s", "memory_mb", "pids_limit"),

@@ -10,8 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from agent.llm_fixes import check_fix_order, fix_plan
 from sandbox.settings import SandboxSettings, SettingsError, explain
 
 Role = Literal["generator", "improver"]
@@ -62,7 +70,7 @@ class Settings(SandboxSettings):
     llm_calls: int | None = Field(
         None,
         ge=1,
-        description="also stop after this many LLM calls (Generator, re-asks, Improver)",
+        description="also stop after this many LLM calls (Generator, re-asks, repairs, Improver)",
     )
     improver: bool = Field(
         True, description="ask the Improver for the next change (off: ablation, no suggestions)"
@@ -89,6 +97,18 @@ class Settings(SandboxSettings):
     )
     auto_fix: bool = Field(
         True, description="lint and dry-run each candidate, fix mechanical errors before training"
+    )
+    # LLM-side fixes of a failed program (agent/llm_fixes.py); 0 until the benchmark says otherwise
+    repair_attempts: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="LLM-side fixes per failed iteration, after the mechanical ones (0: none)",
+    )
+    fix_order: str = Field(
+        "repair,resample",
+        description="the LLM-side fixes in turn, the last repeating: repair (the failing lines "
+        "shown), resample (hotter, told the error)",
     )
     prompt_style: Literal["short", "paper"] = Field(
         "short",
@@ -125,6 +145,15 @@ class Settings(SandboxSettings):
             if new not in data:
                 data[new] = not value
         return data
+
+    @field_validator("fix_order")
+    @classmethod
+    def _check_fix_order(cls, value: str) -> str:
+        return check_fix_order(value)
+
+    def fix_plan(self) -> tuple[str, ...]:
+        """The strategy of each LLM-side fix a failed iteration may ask for, in order."""
+        return fix_plan(self.fix_order, self.repair_attempts)
 
     def role(self, role: Role) -> RoleConfig:
         if role == "generator":

@@ -6,8 +6,9 @@
 
 One OpenAI-compatible server (a base URL, or `--model` to start the embedded llama-server on that
 GGUF file), one dataset. Each (variant, seed) is a run of agent/results/ablate.py's runner with a
-budget of LLM calls instead of iterations (Generator + Improver calls, re-asks included, counted
-from the archive: agent/results/quality.py), so every variant spends the same calls; the
+budget of LLM calls instead of iterations (Generator + Improver calls, re-asks, repairs and
+resamples included, counted from the archive: agent/results/quality.py), so every variant spends
+the same calls; the
 iterations each one got are reported. Per variant, mean ± sample standard deviation over seeds of
 each number in quality.NUMBERS, the fixes that led to a trained net by kind, and the ratio of
 `full` to `single_shot`. A run that trained nothing still has every field (None or 0).
@@ -43,6 +44,8 @@ DEFAULT_VARIANTS = (
     "single_shot",
     "best_of_k",
     "no_auto_fix",
+    "repair",
+    "resample",
     "no_novelty",
     "no_memory",
     "no_improver",

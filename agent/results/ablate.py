@@ -13,9 +13,11 @@ of the ablation switches, so a switch left on in `.env` cannot leak into another
 Variants: full (the method), no_history (the Generator sees no window, K=0), no_improver (no
 suggestions, no triples), no_reference (no best code in the prompt), single_shot (the Generator
 sees only the task and no Improver runs: the baseline), diff and auto (the full method, its
-Generator editing the best network with SEARCH/REPLACE blocks: agent/edits.py). Runs skip the
-final test unless the extra flags ask for it (`-- --final-top-k 1`): the comparison is about the
-searches.
+Generator editing the best network with SEARCH/REPLACE blocks: agent/edits.py), and for the
+search-quality benchmark no_memory, no_novelty, no_auto_fix, paper_prompts, best_of_k, and repair,
+resample and repair_resample (the full method with two LLM-side fixes per failed iteration: repair
+requests, hotter resamples, or one of each: agent/llm_fixes.py). Runs skip the final test unless
+the extra flags ask for it (`-- --final-top-k 1`): the comparison is about the searches.
 
 Writes `<runs dir>/ablations/<name>/`: `results.json` (every run's best-so-far curve and numbers,
 and per variant the mean, sample standard deviation, min and max over seeds at each iteration),
@@ -58,9 +60,21 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     # (EDIT_MODES below): strictly (diff), or blocks or a whole module (auto)
     "diff": (),
     "auto": (),
+    # the full method plus LLM-side fixes of a failed program (LLM_FIXES below)
+    "repair": (),
+    "resample": (),
+    "repair_resample": (),
 }
 # The Generator's --edit-mode of each variant (agent/edits.py); every other variant: full
 EDIT_MODES = {"diff": "diff", "auto": "auto"}
+# The LLM-side fixes of each variant (agent/llm_fixes.py): (repair_attempts, fix_order); every
+# other variant none, whatever `.env` says
+LLM_FIXES: dict[str, tuple[int, str]] = {
+    "repair": (2, "repair"),
+    "resample": (2, "resample"),
+    "repair_resample": (2, "repair,resample"),
+}
+NO_LLM_FIXES = (0, "repair,resample")
 SWITCHES = {
     "memory": True,
     "improver": True,
@@ -89,6 +103,8 @@ def run_argv(run_id: str, variant: str, seed: int, iterations: int, extra: list[
         flag = switch.replace("_", "-")
         argv.append(f"--{flag}" if on else f"--no-{flag}")
     argv += ["--edit-mode", EDIT_MODES.get(variant, "full")]
+    attempts, order = LLM_FIXES.get(variant, NO_LLM_FIXES)
+    argv += ["--repair-attempts", str(attempts), "--fix-order", order]
     if not any(a.startswith("--final-top-k") for a in extra):
         argv += ["--final-top-k", "0"]
     return argv + extra
@@ -265,7 +281,8 @@ def run_one(
     A budget of calls is the run's own `--llm-calls` setting (the loop stops before the next
     Improver call once the archive counts that many: agent/archive.py), with as many iterations
     allowed as calls, since every iteration makes at least one. A run stops at most one
-    iteration's calls (Improver, Generator, its re-asks) past the budget.
+    iteration's calls (Improver, Generator, its re-asks) past the budget; a repair or resample
+    is never asked once the budget is spent.
     """
     if llm_calls is None:
         assert iterations is not None

@@ -3,7 +3,8 @@
 LLM calls are counted from the archive, not from the servers (as RunArchive.llm_calls does,
 which the loop's own `--llm-calls` budget reads): every iteration asked the Generator
 once (its first attempt, source `generator`, archived even when the reply held no code); every
-attempt with source `reask` is one more Generator call (the novelty check asking again); every
+attempt with source `reask`, `repair` or `resample` is one more Generator call (the novelty check
+asking again, the LLM-side fixes of a failed program: archive.CALL_SOURCES); every
 iteration whose row carries Improver tokens asked the Improver once (the Improver's tokens are
 archived per call, and llama.cpp and vLLM always report usage). A mechanical fix (`fix:<name>`)
 is made on the host and is not a call. Retries of a failed HTTP request are not counted: they are
@@ -16,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agent.archive import RunArchive
+from agent.archive import CALL_SOURCES, RunArchive
+from agent.llm_fixes import STRATEGIES
 from sandbox.code import code_hash
 
 NO_CODE_HASH = code_hash("")
@@ -42,16 +44,17 @@ NUMBERS = (
 
 
 def _calls_per_iteration(rows: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> list[int]:
-    reasks = Counter(a["iteration"] for a in attempts if a["source"] == "reask")
-    return [1 + reasks[r["iteration"]] + (r["improver_tokens"] > 0) for r in rows]
+    asked = Counter(a["iteration"] for a in attempts if a["source"] in CALL_SOURCES)
+    return [1 + asked[r["iteration"]] + (r["improver_tokens"] > 0) for r in rows]
 
 
 def _fixes(attempts: list[dict[str, Any]], ok: set[int]) -> tuple[Counter[str], Counter[str]]:
-    """Per fix name: how often it was made, and how often its iteration then trained a net."""
+    """Per fix name (a mechanical fix's, or `repair`, `resample`): how often it was made, and how
+    often its iteration then trained a net."""
     tried: Counter[str] = Counter()
     succeeded: Counter[str] = Counter()
     for a in attempts:
-        if a["source"].startswith("fix:"):
+        if a["source"].startswith("fix:") or a["source"] in STRATEGIES:
             name = a["source"].removeprefix("fix:")
             tried[name] += 1
             succeeded[name] += a["iteration"] in ok
@@ -90,7 +93,7 @@ def run_quality(run_dir: Path) -> dict[str, Any]:
     tokens = sum(r["gen_tokens"] + r["improver_tokens"] for r in rows)
     hashes = {r["code_hash"] for r in rows if r["code_hash"] and r["code_hash"] != NO_CODE_HASH}
     generator, improver = (
-        len(rows) + sum(a["source"] == "reask" for a in attempts),
+        len(rows) + sum(a["source"] in CALL_SOURCES for a in attempts),
         sum(r["improver_tokens"] > 0 for r in rows),
     )
     return {

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive import CALL_SOURCES, RunArchive
 from agent.calls import CallLog
 from agent.lineage import read_parents
 from agent.prompts import SUGGESTION_CHARS
@@ -40,7 +40,7 @@ from tests.integration.test_crash_trials import checkpoint_state, wait_and_kill
 pytestmark = pytest.mark.docker
 ITERATIONS = 11  # one pass over the scripted Generator replies
 SCRIPT = json.loads(MNIST5K_REPLIES.read_text())
-ASKED = ("generator", "reask")  # attempts whose program came from a Generator call
+ASKED = ("generator", *CALL_SOURCES)  # attempts whose program came from a Generator call
 KILLS = int(os.environ.get("NASLOOP_TEST_OBSERVE_KILLS", "5"))
 
 
