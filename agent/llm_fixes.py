@@ -84,3 +84,9 @@ def calls_left(archive: CallCount, budget: int | None, iteration: int) -> Callab
         return budget - sum(archive.llm_calls(asking=iteration))
 
     return left
+
+
+def room_for_advice(archive: CallCount, budget: int | None) -> bool:
+    """Whether a budget of calls leaves room for the Improver and the Generator's next ask; with
+    one call left it goes to the Generator, so that a budget is spent exactly, never overspent."""
+    return budget is None or sum(archive.llm_calls()) + 2 <= budget

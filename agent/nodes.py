@@ -32,7 +32,7 @@ from agent.edits import EditContext, code_from_reply
 from agent.hygiene import clean_advice
 from agent.lineage import parents_of
 from agent.llm import ask, make_chat
-from agent.llm_fixes import calls_left
+from agent.llm_fixes import calls_left, room_for_advice
 from agent.observe import generator_called, improver_called, stage, worker_of
 from agent.prompts import (
     ERROR_CHARS,
@@ -322,7 +322,12 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     read = batch[-1][0]["iteration"]  # the Improver's call belongs to the result it read
     # also the live view's cue that every candidate up to `read` is in (a round is joined)
     stage("advising", read, ok=state.get("ok_count", 0), best_val_accuracy=best_acc)
-    if reason is None and settings.improver and not settings.single_shot:
+    if (
+        reason is None
+        and settings.improver
+        and not settings.single_shot
+        and room_for_advice(archive, settings.llm_calls)
+    ):
         messages = improver_messages(
             state["task"],
             last=last,

@@ -23,7 +23,7 @@ from tests.integration.agent_cli import ROOT, agent_env
 
 pytestmark = pytest.mark.docker
 
-CALLS = 2  # per run: every variant asks the Generator at least twice
+CALLS = 3  # per run: the Generator, the Improver (in full), the Generator again
 
 
 def test_every_variant_spends_its_calls_on_smollm2(tmp_path: Path, sandbox_image: str) -> None:
