@@ -370,8 +370,14 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
 def _round_size(state: State, settings: Settings) -> dict[str, Any]:
     """The next round's size, written only when a run is (or was) parallel: with --parallel 1
     the state stays exactly as the classic loop's. The budget counts candidates, so the last
-    round is cut to what is left."""
-    size = max(1, min(settings.parallel, settings.iterations - state["iteration"]))
+    round is cut to what is left; so does a budget of LLM calls (each branch asks the Generator
+    once), so that a round never spends calls past it."""
+    left = settings.iterations - state["iteration"]
+    if settings.llm_calls is not None and settings.parallel > 1:
+        left = min(
+            left, settings.llm_calls - sum(run_archive(settings, state["run_id"]).llm_calls())
+        )
+    size = max(1, min(settings.parallel, left))
     return {"round_size": size} if size > 1 or state.get("round_size", 1) > 1 else {}
 
 

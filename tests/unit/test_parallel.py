@@ -168,6 +168,18 @@ def test_window_stays_at_k_with_wide_rounds(
     assert max(len(w) for w in history) == 3
 
 
+def test_a_budget_of_llm_calls_cuts_the_last_round_to_the_calls_left(
+    tmp_path: Path, calls: list[dict[str, Any]], evaluator: CountingEvaluator
+) -> None:
+    # round 0-2 (3 Generator calls), the Improver (4), then 2 calls are left: a round of 3 would
+    # spend 7, so it is cut to 2 branches and the budget is spent exactly
+    graph, config, _ = run(tmp_path, iterations=15, parallel=3, llm_calls=6)
+    final = graph.get_state(config).values
+    assert final["stop_reason"] == "llm_calls" and final["iteration"] == 5
+    assert sum(nodes.run_archive(Settings(runs_dir=tmp_path), "p").llm_calls()) == 6
+    assert len(calls) == 6
+
+
 def test_target_reached_in_a_round_stops_after_the_whole_round(
     tmp_path: Path, calls: list[dict[str, Any]], evaluator: CountingEvaluator
 ) -> None:
