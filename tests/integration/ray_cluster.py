@@ -29,12 +29,20 @@ RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 OBJECT_STORE_BYTES = 80 * 2**20  # Ray's minimum is 75 MiB; our tasks pass only small strings
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
+def free_ports(n: int, taken: tuple[int, ...] = ()) -> list[int]:
+    """n free ports, none of them in `taken` (ports chosen earlier and not yet bound: the kernel
+    may hand one out again once its probe socket is closed, and Ray refuses a port used twice)."""
+    sockets: list[socket.socket] = []
     try:
-        for s in sockets:
+        ports: list[int] = []
+        while len(ports) < n:
+            s = socket.socket()
+            sockets.append(s)  # held open until the end, so that no port comes back twice
             s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
+            port = s.getsockname()[1]
+            if port not in taken:
+                ports.append(port)
+        return ports
     finally:
         for s in sockets:
             s.close()
@@ -78,7 +86,7 @@ class RayCluster:
         return f"ray://127.0.0.1:{self.client_port}"
 
     def _start(self, *args: str) -> None:
-        agent, grpc, runtime_env, metrics = free_ports(4)
+        agent, grpc, runtime_env, metrics = free_ports(4, (self.gcs_port, self.client_port))
         command = [
             *RAY,
             "start",

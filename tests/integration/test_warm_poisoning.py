@@ -22,6 +22,7 @@ from sandbox.backends.docker import DockerBackend
 from sandbox.backends.warm import WarmDockerBackend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
+from sandbox.image import host_mounts
 from tests.integration.leftovers import sandbox_processes
 from tests.integration.test_train_candidate import TRAIN, source
 
@@ -33,15 +34,20 @@ LIMITS = Limits(timeout_s=300, memory_mb=1024, pids=64, scratch_mb=64)
 HONEST = ("small_cnn", "view_flatten")
 ATTACKS = ("warm_precreate_names", "warm_fill_tmpfs", "warm_outlive_reaper", "warm_sysv_ipc")
 
-# Reports, as its failure message, what a job can see of the jobs before it.
-PROBE = """
+# Reports, as its failure message, what a job can see of the jobs before it. The host paths the
+# local image lends read-only (a virtualenv under /tmp, say) are the image's, not a job's leftovers.
+PROBE = (
+    f"LENT = {tuple(host_mounts())!r}\n"
+    + """
 import json, os
 me = os.getpid()
 others = sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me))
 mine = {os.environ["TMPDIR"], os.getcwd()}
 files = sorted(os.path.join(place, name) for place in ("/tmp", "/outs", "/dev/shm", "/dev/mqueue")
                for name in os.listdir(place)
-               if os.path.join(place, name) not in mine and not name.startswith("torchinductor_"))
+               if os.path.join(place, name) not in mine and not name.startswith("torchinductor_")
+               and not any(lent == os.path.join(place, name)
+                           or lent.startswith(os.path.join(place, name) + "/") for lent in LENT))
 files = [f for f in files if not (f.startswith("/outs/") and os.stat(f).st_uid == os.getuid())]
 ipc = {kind: open("/proc/sysvipc/" + kind).read().splitlines()[1:]
        for kind in ("shm", "sem", "msg")}
@@ -50,6 +56,7 @@ free = {place: os.statvfs(place).f_bfree * os.statvfs(place).f_frsize >> 20
 info = {"others": others, "files": files, "ipc": ipc, "free_mb": free}
 raise RuntimeError("PROBE " + json.dumps(info, separators=(",", ":")))
 """
+)
 
 
 def evaluate(backend: Any, data: PreparedDataset, code: str) -> dict[str, Any]:
