@@ -103,6 +103,8 @@ def _reported(failure: Mapping[str, Any]) -> Location | None:
 
 
 def _step_text(step: ShapeStep) -> str:
+    # The twin of sandbox/runner.py's _step_text, which must travel alone (and imports torch, which
+    # the orchestrator's prompt code need not load); tests/unit/test_llm_fixes.py keeps them equal.
     name = step["module"] or "(Net.forward)"
     if not step.get("failed"):
         out = "no tensor" if step["out"] is None else str(tuple(step["out"]))

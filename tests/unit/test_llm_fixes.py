@@ -377,3 +377,17 @@ def test_repairs_count_as_calls_and_as_fixes_in_the_quality_numbers(tmp_path: Pa
     assert (q["generator_calls"], q["improver_calls"], q["llm_calls"]) == (3, 1, 4)
     assert q["calls_to_first_trained"] == 3
     assert q["fixes_tried"] == {"repair": 1, "resample": 1} == q["fixes_succeeded"]
+
+
+def test_a_shape_step_reads_the_same_in_the_repair_request_as_in_the_runner_report() -> None:
+    from agent import locate
+    from sandbox import runner
+
+    steps = [
+        {"module": "features.0", "type": "Conv2d", "out": [2, 16, 28, 28]},
+        {"module": "", "type": "flatten", "out": None},
+        {"module": "head", "type": "Linear", "failed": True, "in_shape": [2, 1568]},
+        {"module": "fc", "type": "Linear", "failed": True, "in_features_expected": 1568},
+    ]
+    for step in steps:
+        assert locate._step_text(step) == runner._step_text(step)  # type: ignore[arg-type]
