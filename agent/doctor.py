@@ -30,10 +30,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agent.llm_server.build import LlamaBuildError, find_llama_server
-from agent.llm_server.models import embedded_default_model, needs_download
-from agent.llm_server.server import answers
-from agent.llm_server.settings import ServerError, embedded_settings
+from agent.llm.build import LlamaBuildError, find_llama_server
+from agent.llm.embedded_settings import ServerError, embedded_settings
+from agent.llm.models import embedded_default_model, needs_download
+from agent.llm.server import answers
 from agent.settings import Role, Settings, load_settings
 from sandbox.backends.base import Backend, BackendUnavailable
 from sandbox.data import OFFLINE_DATASET, PreparedDataset, describe, prepare
@@ -117,7 +117,7 @@ def check_role(settings: Settings, role: Role) -> Check:
             part,
             "error",
             f"no OpenAI-compatible server answers at {base} ({_http_reason(exc)})",
-            f"start one (`python -m agent.serve`, or vLLM: README 'LLM servers') or set "
+            f"start one (`python -m agent serve`, or vLLM: README 'LLM servers') or set "
             f"{env}_BASE_URL",
         )
     names = ", ".join(served) or "none listed"

@@ -23,17 +23,16 @@ from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from agent.advice_reader import parse_improvement
-from agent.archive import RunArchive
-from agent.ask_again import Again, fixer, reasker
-from agent.cascade_checks import SandboxChecks
-from agent.check import GeneratorCost, Iteration, attempt_recorder, check_and_train
-from agent.edits import EditContext, code_from_reply
-from agent.hygiene import clean_advice
-from agent.lineage import parents_of
-from agent.llm import ask, make_chat
-from agent.llm_fixes import calls_left, room_for_advice
-from agent.observe import generator_called, improver_called, stage, worker_of
+from agent.archive.candidates import RunArchive
+from agent.archive.lineage import parents_of
+from agent.archive.observe import generator_called, improver_called, stage, worker_of
+from agent.archive.paths import run_path
+from agent.check.ask_again import Again, fixer, reasker
+from agent.check.cascade import SandboxChecks
+from agent.check.llm_fixes import calls_left, room_for_advice
+from agent.check.step import GeneratorCost, Iteration, attempt_recorder, check_and_train
+from agent.llm.client import ask, make_chat
+from agent.llm.structured import ask_for_advice
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,
@@ -42,9 +41,11 @@ from agent.prompts import (
     improver_messages,
     outcome_text,
 )
-from agent.prompts_edit import edit_base, edit_request
-from agent.prompts_short import short_generator_messages
-from agent.rundir import run_path
+from agent.prompts.edit import edit_base, edit_request
+from agent.prompts.short import short_generator_messages
+from agent.replies.advice import parse_improvement
+from agent.replies.advice_cleaning import clean_advice
+from agent.replies.edits import EditContext, code_from_reply
 from agent.settings import Role, Settings
 from agent.state import (
     Branch,
@@ -59,7 +60,6 @@ from agent.state import (
     push_triples,
     tally,
 )
-from agent.structured import ask_for_advice
 from sandbox.result import EvalResult
 from tools.train_candidate import executor_for, task_for, train_candidate_for
 
@@ -178,7 +178,7 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
 
 def again_for(state: State, settings: Settings, cost: GeneratorCost, edits: EditContext) -> Again:
     """How this iteration asks its Generator again: re-asks, repairs, resamples; their edit blocks
-    apply as `edits` says (agent/ask_again.py)."""
+    apply as `edits` says (agent/check/ask_again.py)."""
     base = generator_settings(state, settings)
     return Again(
         chat_at=lambda t: chat_for(
@@ -207,7 +207,7 @@ def branch_settings(settings: Settings, branch: Branch) -> Settings:
 
 
 def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """The check step (agent/check.py: novelty, lint, dry run, fixes), then training through the
+    """The check step (agent/check/step.py: novelty, lint, dry run, fixes), then training through the
     `train_candidate` tool; every attempt and the iteration are archived before moving on.
 
     In a parallel round's branch only `round` is written; `improve` joins the round.

@@ -1,7 +1,7 @@
 """What `python -m agent.run` shows while it searches: a live status line on a terminal, plain
 lines otherwise (CI, logs, a pipe).
 
-Both read the graph's custom stream events (agent/observe.py's stages, agent/nodes.py's
+Both read the graph's custom stream events (agent/archive/observe.py's stages, agent/nodes.py's
 `candidate`) and show finished candidates in iteration order, each with its worker: in a parallel
 round the branches finish in any order, so a candidate's line waits in `InOrder` until every
 earlier one is out. A round's join (the `advising` stage) releases whatever is still held: a

@@ -18,9 +18,9 @@ import json
 import sys
 from typing import Any, get_args
 
-from agent.llm import LLMUnavailable
-from agent.lock import RunBusy, RunLock
-from agent.rundir import mark_embedded, run_path
+from agent.archive.lock import RunBusy, RunLock
+from agent.archive.paths import mark_embedded, run_path
+from agent.llm.client import LLMUnavailable
 from agent.search import (
     BAD_INPUT,
     EXIT_INFRASTRUCTURE,

@@ -19,14 +19,8 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agent.archive import RunArchive
-from agent.graph import build_graph
-from agent.llm import LLMUnavailable, preflight
-from agent.llm_server.models import ModelChoice, embedded_default_model
-from agent.llm_server.server import answers, server_for
-from agent.llm_server.settings import ServerError, embedded_settings
-from agent.progress import progress_view
-from agent.rundir import (
+from agent.archive.candidates import RunArchive
+from agent.archive.paths import (
     CHECKPOINTS_FILE,
     embedded_model,
     reopen,
@@ -35,6 +29,12 @@ from agent.rundir import (
     saved_settings,
     uses_embedded,
 )
+from agent.graph import build_graph
+from agent.llm.client import LLMUnavailable, preflight
+from agent.llm.embedded_settings import ServerError, embedded_settings
+from agent.llm.models import ModelChoice, embedded_default_model
+from agent.llm.server import answers, server_for
+from agent.progress import progress_view
 from agent.settings import Settings, load_settings
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
@@ -93,7 +93,7 @@ def embedded_llm(
     if model_flag:  # --embedded-model wins over NASLOOP_EMBEDDED_MODEL
         embedded = embedded.model_copy(update={"model": model_flag})
     url = embedded.local_url()
-    if answers(url):  # e.g. `python -m agent.serve` in another terminal
+    if answers(url):  # e.g. `python -m agent serve` in another terminal
         return settings.model_copy(update={"generator_base_url": url}), None
     stored = embedded_model(path)
     if stored and not embedded.model:
@@ -182,8 +182,8 @@ def summarise(settings: Settings, run_id: str, state: dict[str, Any]) -> dict[st
 def finish(settings: Settings, run_id: str) -> dict[str, Any]:
     """The end of a run: final test, export, report, in that order (the report shows the other
     two). A step that fails says so in one line and the next still runs; the search's archive is
-    only ever read here, and each step can be redone alone (`python -m agent.final_test RUN_ID`,
-    `agent.export`, `agent.report`)."""
+    only ever read here, and each step can be redone alone (`python -m agent final_test RUN_ID`,
+    `python -m agent export`, `python -m agent report`)."""
     from agent.results.export import export_run
     from agent.results.final_test import run_final_test
     from agent.results.report import write_report
@@ -205,9 +205,9 @@ def finish(settings: Settings, run_id: str) -> dict[str, Any]:
 
     final = None
     if settings.final_top_k > 0:
-        final = attempt("final test", "agent.final_test", lambda: run_final_test(settings, run_id))
-    exported = attempt("export", "agent.export", lambda: export_run(run_dir))
-    report = attempt("report", "agent.report", lambda: write_report(run_dir))
+        final = attempt("final test", "agent final_test", lambda: run_final_test(settings, run_id))
+    exported = attempt("export", "agent export", lambda: export_run(run_dir))
+    report = attempt("report", "agent report", lambda: write_report(run_dir))
     keys = ("rank", "iteration", "val_accuracy", "test_accuracy", "epochs", "kind")
     return {
         "final_test": [{k: r[k] for k in keys} for r in final or []],

@@ -3,8 +3,8 @@
 A dry run is the search's cheap stage before training (Evaluator.dry_run): in the same sandbox as
 training, the runner imports the candidate, builds `Net(num_classes)`, runs one forward pass on two
 dummy images of the dataset's shape, checks the output is (2, num_classes), and stops. A failed
-forward pass comes back with a shape trace (sandbox/runner.py's ShapeTrace): each module call's
-output shape up to the one that raised, which a host-side fixer can act on (agent/fixes.py).
+forward pass comes back with a shape trace (sandbox/inside/runner.py's ShapeTrace): each module call's
+output shape up to the one that raised, which a host-side fixer can act on (agent/check/mechanical.py).
 
 API: `Evaluator.dry_run(code) -> EvalResult` (status "ok", kind "ok", message "dry run ok: output
 (2, C)", val_accuracy None; or a classified failure: syntax, no_net, import, shape, runtime, oom,

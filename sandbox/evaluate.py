@@ -25,14 +25,14 @@ from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, p
 from sandbox.dry_run import DRY_RUN_TIMEOUT_S, dry_run_config, read_shape_trace
 from sandbox.faults import BACKEND_FIX, InfrastructureFault, one_line
 from sandbox.hardware import OVER_LIMIT, HardwareLimits, over_limit_message, violations
-from sandbox.report import Report, fault_before_candidate, read_report
+from sandbox.inside import RUNNER
+from sandbox.job_report import Report, fault_before_candidate, read_report
 from sandbox.result import FAILURE_KINDS, EvalResult, new_result
 from sandbox.scoring import InvalidPredictions, accuracy, read_predictions
 from sandbox.settings import SandboxSettings
 from sandbox.untrusted import HostileOutput, copy_bounded
 from sandbox.verify import Verification, measured_figures, unverified, verification_backend, verify
 
-RUNNER = Path(__file__).with_name("runner.py")
 MAX_WEIGHTS_MB = 256  # a state_dict the final test keeps (the runner writes none larger)
 # The runner's own version: a result it produced is only valid for the same runner.
 RUNNER_VERSION = hashlib.sha256(RUNNER.read_bytes()).hexdigest()[:16]

@@ -17,21 +17,21 @@ SandboxFailureKind = Literal[
     "over_limit",  # trained, but over a hardware limit (sandbox/hardware.py); accuracy recorded
 ]
 # What a runner's report may claim (checked on the host: sandbox/evaluate.py); the same list as
-# sandbox/runner.py's, which must travel alone and cannot import it
+# sandbox/inside/runner.py's, which must travel alone and cannot import it
 FAILURE_KINDS: tuple[str, ...] = get_args(SandboxFailureKind)
 # Every failure a result can carry: the sandbox's, and the search's own
 FailureKind = (
     SandboxFailureKind
     | Literal["no_code"]  # the LLM's reply held no Python code (set by the search, no sandbox)
     | Literal["duplicate"]  # a program this run already tried, repeated on every re-ask: never
-    # trained again (set by the search's novelty check, agent/check.py; no sandbox)
+    # trained again (set by the search's novelty check, agent/check/step.py; no sandbox)
     | Literal["bad_edit"]  # the reply's edit blocks could not be applied to the code it was
-    # shown (agent/edits.py: a SEARCH not in the code, or in it twice; no sandbox)
+    # shown (agent/replies/edits.py: a SEARCH not in the code, or in it twice; no sandbox)
 )
 
 
 class ShapeStep(TypedDict):
-    """One module call of a checked forward pass (sandbox/runner.py's ShapeTrace), in call order."""
+    """One module call of a checked forward pass (sandbox/inside/runner.py's ShapeTrace), in call order."""
 
     module: str  # its path in the net ("features.0"); "" is Net.forward itself, "?" a stray module
     type: str  # its class name ("Conv2d")

@@ -2,7 +2,7 @@
 
 Threat model: the training process is the candidate's, so everything it writes (report, weights,
 the exported program) is its choice. The runner exports the trained net (`net.pt2`, see
-runner.export_net); here a fresh job, whose runner is sandbox/verifier.py and which holds no line
+runner.export_net); here a fresh job, whose runner is sandbox/inside/verifier.py and which holds no line
 of the candidate's code, loads that program in a new sandbox, predicts the validation set and
 measures parameters, FLOPs and batch-1 latency. Its predictions are the ones scored, so the
 figures and the accuracy belong to one net, whatever net the candidate chose to export. Peak
@@ -28,11 +28,11 @@ import torch
 from sandbox.backends.base import Backend, Job, Limits
 from sandbox.backends.workdir import bound_out_dir, make_job_dir, remove_job_dir
 from sandbox.hardware import HardwareLimits
-from sandbox.report import read_report
+from sandbox.inside import VERIFIER
+from sandbox.job_report import read_report
 from sandbox.scoring import InvalidPredictions, read_predictions
 from sandbox.untrusted import HostileOutput, copy_bounded
 
-VERIFIER = Path(__file__).with_name("verifier.py")
 PROGRAM = "net.pt2"
 MAX_PROGRAM_MB = 256
 VERIFIED = ("params", "flops", "latency_ms")

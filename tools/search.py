@@ -49,7 +49,7 @@ def search_architectures(dataset: str, iterations: int, constraints: str = "") -
     # The one place where `tools` reaches into `agent` (DESIGN lets tools import only `sandbox`):
     # this tool *is* the whole search. The import is lazy so that `tools` stays importable, and
     # `train_candidate` usable, without the graph's dependencies.
-    from agent.llm import LLMUnavailable
+    from agent.llm.client import LLMUnavailable
     from agent.search import BAD_INPUT, new_run_id, preflight_all, search
     from agent.settings import load_settings
     from sandbox.faults import InfrastructureFault

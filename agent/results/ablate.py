@@ -1,6 +1,6 @@
 """Ablations: variants of the search x seeds, on one budget, compared in a table and a plot.
 
-    python -m agent.ablate --variants full,no_history,single_shot --seeds 0,1,2 --iterations 50
+    python -m agent ablate --variants full,no_history,single_shot --seeds 0,1,2 --iterations 50
         [--name NAME] [--json] [-- other `python -m agent.run` flags, e.g. --train-limit 5000]
 
 Each (variant, seed) pair is a normal `python -m agent.run` under its own run id
@@ -13,10 +13,10 @@ of the ablation switches, so a switch left on in `.env` cannot leak into another
 Variants: full (the method), no_history (the Generator sees no window, K=0), no_improver (no
 suggestions, no triples), no_reference (no best code in the prompt), single_shot (the Generator
 sees only the task and no Improver runs: the baseline), diff and auto (the full method, its
-Generator editing the best network with SEARCH/REPLACE blocks: agent/edits.py), and for the
+Generator editing the best network with SEARCH/REPLACE blocks: agent/replies/edits.py), and for the
 search-quality benchmark no_memory, no_novelty, no_auto_fix, paper_prompts, best_of_k, and repair,
 resample and repair_resample (the full method with two LLM-side fixes per failed iteration: repair
-requests, hotter resamples, or one of each: agent/llm_fixes.py). Runs skip the final test unless
+requests, hotter resamples, or one of each: agent/check/llm_fixes.py). Runs skip the final test unless
 the extra flags ask for it (`-- --final-top-k 1`): the comparison is about the searches.
 
 Writes `<runs dir>/ablations/<name>/`: `results.json` (every run's best-so-far curve and numbers,
@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.archive.paths import load_final_test, run_path
 from agent.results.numbers import archive_rows, best_so_far
-from agent.rundir import load_final_test, run_path
 
 # Each variant: the switches it turns over from the full method's setting (SWITCHES)
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -65,9 +65,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "resample": (),
     "repair_resample": (),
 }
-# The Generator's --edit-mode of each variant (agent/edits.py); every other variant: full
+# The Generator's --edit-mode of each variant (agent/replies/edits.py); every other variant: full
 EDIT_MODES = {"diff": "diff", "auto": "auto"}
-# The LLM-side fixes of each variant (agent/llm_fixes.py): (repair_attempts, fix_order); every
+# The LLM-side fixes of each variant (agent/check/llm_fixes.py): (repair_attempts, fix_order); every
 # other variant none, whatever `.env` says
 LLM_FIXES: dict[str, tuple[int, str]] = {
     "repair": (2, "repair"),
@@ -279,7 +279,7 @@ def run_one(
     """One (variant, seed) run, to a budget of iterations or of LLM calls; its exit code.
 
     A budget of calls is the run's own `--llm-calls` setting (the loop stops before the next
-    Improver call once the archive counts that many: agent/archive.py), with as many iterations
+    Improver call once the archive counts that many: agent/archive/candidates.py), with as many iterations
     allowed as calls, since every iteration makes at least one. A run stops at most one
     iteration's calls (Improver, Generator, its re-asks) past the budget; a repair or resample
     is never asked once the budget is spent.
@@ -353,7 +353,7 @@ def split_run_flags(argv: list[str] | None) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     argv, extra = split_run_flags(argv)
-    parser = argparse.ArgumentParser(prog="python -m agent.ablate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m agent ablate", description=__doc__)
     parser.add_argument("--variants", type=_names, default=["full", "single_shot"])
     parser.add_argument("--seeds", type=_seeds, default=[0, 1])
     parser.add_argument("--iterations", type=int, required=True, help="budget of every run")

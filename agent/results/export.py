@@ -1,6 +1,6 @@
 """Export a run's winner and the exact settings that produced it.
 
-    python -m agent.export RUN_ID [--runs-dir DIR]
+    python -m agent export RUN_ID [--runs-dir DIR]
 
 Also done at the end of every `python -m agent.run`. Writes `<runs dir>/<run id>/export/`:
 
@@ -27,15 +27,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.archive import RunArchive
-from agent.cli import run_command, run_parser
-from agent.rundir import (
+from agent.archive.candidates import RunArchive
+from agent.archive.paths import (
     EXPORT_DIR,
     SETTINGS_FILE,
     existing_run_dir,
     load_final_test,
     saved_settings,
 )
+from agent.results.cli import run_command, run_parser
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (for its git commit)
 
@@ -224,7 +224,7 @@ def _readme(run_dir: Path, best: dict[str, Any], test: dict[str, Any] | None, s:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(run_parser("python -m agent.export", __doc__), argv, _export)
+    return run_command(run_parser("python -m agent export", __doc__), argv, _export)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 Definitions (tests/unit/test_failures.py recomputes them from the archive):
 - count: archived candidates of that kind (status not ok; over_limit included, as in the report).
 - fixed later: a failure some later candidate fixed, i.e. a candidate that descends from it along
-  first lineage edges (agent/lineage.py: the module it fixed) trained successfully.
+  first lineage edges (agent/archive/lineage.py: the module it fixed) trained successfully.
 - example: the kind's most recent failure: its message and, where the traceback names a line of
   the candidate's module, that line of its code.
 - longest streak: the most consecutive iterations that failed identically (same kind, same
@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from agent.lineage import Parents
+from agent.archive.lineage import Parents
 
 _CANDIDATE_LINE = re.compile(r'File "candidate\.py", line (\d+)')
 

@@ -1,6 +1,6 @@
 """The final test: the search's best candidates, scored once on the held-out test split.
 
-    python -m agent.final_test RUN_ID [--top-k K] [--epochs E] [--runs-dir DIR]
+    python -m agent final_test RUN_ID [--top-k K] [--epochs E] [--runs-dir DIR]
 
 The search selects on the validation split only. Once it is over, the top k candidates by
 validation accuracy (distinct code only) are trained again on the training split, for
@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.archive import RunArchive
-from agent.cli import run_command, run_parser
-from agent.rundir import WEIGHTS_DIR, load_final_test, reopen, run_path, store_final_test
+from agent.archive.candidates import RunArchive
+from agent.archive.paths import WEIGHTS_DIR, load_final_test, reopen, run_path, store_final_test
+from agent.results.cli import run_command, run_parser
 from agent.settings import Settings
 
 Log = Callable[[str], None]
@@ -107,7 +107,7 @@ def run_final_test(settings: Settings, run_id: str, log: Log = _stderr) -> list[
 def main(argv: list[str] | None = None) -> int:
     from sandbox.faults import InfrastructureFault  # BackendUnavailable is one
 
-    parser = run_parser("python -m agent.final_test", __doc__)
+    parser = run_parser("python -m agent final_test", __doc__)
     parser.add_argument("--top-k", type=int, help="default: the run's final_top_k")
     parser.add_argument("--epochs", type=int, help="default: the run's final_epochs")
     return run_command(parser, argv, _final_test, errors=(InfrastructureFault,))

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 
 TOP_K = 5
 ROLLING = 10  # candidates in the rolling success rate

@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agent.archive import CALL_SOURCES, RunArchive
-from agent.llm_fixes import STRATEGIES
+from agent.archive.candidates import CALL_SOURCES, RunArchive
+from agent.check.llm_fixes import STRATEGIES
 from sandbox.code import code_hash
 
 NO_CODE_HASH = code_hash("")

@@ -1,6 +1,6 @@
 """A run's report: numbers computed from the archive, a markdown summary and PNG plots.
 
-    python -m agent.report RUN_ID [--runs-dir DIR] [--json]
+    python -m agent report RUN_ID [--runs-dir DIR] [--json]
 
 Also written at the end of every `python -m agent.run`. Everything goes to
 `<runs dir>/<run id>/report/`:
@@ -8,7 +8,7 @@ Also written at the end of every `python -m agent.run`. Everything goes to
     report.md         the summary: search numbers (validation split), failures by kind, the top
                       candidates, the final test (test split) in a section of its own, the Pareto
                       front, LLM tokens and time
-    summary.json      the same numbers, for scripts (agent.ablate reads it)
+    summary.json      the same numbers, for scripts (`python -m agent ablate` reads it)
     accuracy.png      validation accuracy per iteration, the best-so-far curve, failures by kind
     success_rate.png  share of candidates that trained, cumulative and over the last 10
     pareto.png        accuracy vs. parameters (and vs. latency when measured), front and limits
@@ -34,14 +34,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.cli import run_command, run_parser
-from agent.lineage import read_parents
-from agent.results.failures import failure_analysis, failures_markdown
-from agent.results.lineage_plot import lineage_graph, plot_lineage
-from agent.results.numbers import TOP_K, archive_rows, summarise
-from agent.results.plots import plot_accuracy, plot_pareto, plot_success_rate
-from agent.results.show import attempt_rows
-from agent.rundir import (
+from agent.archive.lineage import read_parents
+from agent.archive.paths import (
     ARCHIVE_FILE,
     EXPORT_DIR,
     REPORT_DIR,
@@ -49,6 +43,12 @@ from agent.rundir import (
     load_final_test,
     saved_settings,
 )
+from agent.results.cli import run_command, run_parser
+from agent.results.failures import failure_analysis, failures_markdown
+from agent.results.lineage_plot import lineage_graph, plot_lineage
+from agent.results.numbers import TOP_K, archive_rows, summarise
+from agent.results.plots import plot_accuracy, plot_pareto, plot_success_rate
+from agent.results.show import attempt_rows
 
 
 def _acc(value: float | None) -> str:
@@ -167,7 +167,7 @@ def markdown(summary: dict[str, Any], exported: bool = False) -> str:
             )
         )
     else:
-        parts.append("Not run (`python -m agent.final_test RUN_ID` runs it).")
+        parts.append("Not run (`python -m agent final_test RUN_ID` runs it).")
     parts += [
         "## Pareto front",
         "Candidates that no other beats on both validation accuracy and cost, over every measured "
@@ -233,7 +233,7 @@ def write_report(run_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = run_parser("python -m agent.report", __doc__)
+    parser = run_parser("python -m agent report", __doc__)
     parser.add_argument("--json", action="store_true", help="print summary.json on stdout")
     return run_command(parser, argv, _report)
 

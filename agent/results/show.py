@@ -1,6 +1,6 @@
 """One candidate's whole story, or a run as a table, from the run archive.
 
-    python -m agent.show RUN_ID [ITERATION] [--runs-dir DIR] [--json]
+    python -m agent show RUN_ID [ITERATION] [--runs-dir DIR] [--json]
 
 With an iteration: where it came from (lineage), each LLM call that made it (the messages sent,
 the raw reply, what was read from it), each attempt within the iteration (a mechanical fix shows
@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.archive import RunArchive
-from agent.calls import Call, CallLog
-from agent.cli import run_command, run_parser
-from agent.lineage import read_parents
-from agent.rundir import ARCHIVE_FILE, existing_run_dir
+from agent.archive.calls import Call, CallLog
+from agent.archive.candidates import RunArchive
+from agent.archive.lineage import read_parents
+from agent.archive.paths import ARCHIVE_FILE, existing_run_dir
+from agent.results.cli import run_command, run_parser
 
 ADVICE_CHARS = 70  # the table's one-line advice
 
@@ -172,7 +172,7 @@ def table_text(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = run_parser("python -m agent.show", __doc__)
+    parser = run_parser("python -m agent show", __doc__)
     parser.add_argument("iteration", nargs="?", type=int, help="one candidate's whole story")
     parser.add_argument("--json", action="store_true", help="JSON on stdout")
     return run_command(parser, argv, _show, (NotArchived,))

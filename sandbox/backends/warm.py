@@ -3,12 +3,12 @@
 A per-job container pays, before a candidate's first step, a container start (~0.3 s), an
 interpreter start and torch import (~2 s) and torch._dynamo's import (~1 s, pulled in by a lazy
 module or the FLOP count). On a GPU that is about as long as the one-epoch evaluation itself.
-Here the container and sandbox/worker.py inside it stay up; each job is a fork of a process that
+Here the container and sandbox/inside/worker.py inside it stay up; each job is a fork of a process that
 has already imported all of that, confined before the candidate runs (its own uid without
 capabilities, its own session, rlimits, an empty environment, a private scratch; see
-sandbox/worker.py). After every job the worker kills every other process in the container,
+sandbox/inside/worker.py). After every job the worker kills every other process in the container,
 deletes what the job left and proves the container is back to its state after warm-up
-(processes, files in every writable place, SysV IPC, memory; sandbox/clearing.py). A container
+(processes, files in every writable place, SysV IPC, memory; sandbox/inside/clearing.py). A container
 that cannot prove it is retired and a fresh one takes the next job, said in the log: a job's
 result never depends on the jobs before it.
 
@@ -63,12 +63,10 @@ from sandbox.backends.docker import (
 from sandbox.backends.workdir import let_others_read, make_job_dir
 from sandbox.faults import InfrastructureFault
 from sandbox.image import DEFAULT_TAG
+from sandbox.inside import CLEARING, RUNNER, WORKER
 
 log = logging.getLogger(__name__)
 
-WORKER = Path(__file__).resolve().parents[1] / "worker.py"
-RUNNER = Path(__file__).resolve().parents[1] / "runner.py"
-CLEARING = Path(__file__).resolve().parents[1] / "clearing.py"
 WARM_DIR_KIND = "warm-"  # in the pool dir's name: nasloop-job-<pid>-<start>-warm-<random>
 WARM_LABEL = "nasloop.warm"  # on every warm container, besides the per-job container's labels
 # Each pool draws its job uids from [base, base + 1000) with a random base at or above this.

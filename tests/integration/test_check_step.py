@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from tests.integration.agent_cli import agent_env, agent_run, persona_server
 
 pytestmark = pytest.mark.docker

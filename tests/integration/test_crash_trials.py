@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.graph import build_graph
 from tests.integration.agent_cli import agent_env, agent_run
 

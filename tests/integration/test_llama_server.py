@@ -1,7 +1,7 @@
 """nasloop against llama.cpp's real `llama-server`: the HTTP paths, the whole loop, the embedded
 default, and a server that dies mid-run.
 
-The binary comes from agent.llama_build (CI builds it first with .ci/build-llama-server; here a
+The binary comes from `python -m agent llama_build` (CI builds it first with .ci/build-llama-server; here a
 missing one is built, which takes ~10 min). Two models:
 
 - a tiny random GGUF that this file writes with the `gguf` package (0.5 MB, in ~0.05 s). Its
@@ -32,12 +32,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from agent.advice_reader import parse_improvement
-from agent.archive import RunArchive
-from agent.llm import ask, make_chat
-from agent.llm_server.build import ensure_llama_server
-from agent.llm_server.models import packaged_model
-from agent.llm_server.server import EmbeddedServer, free_port
+from agent.archive.candidates import RunArchive
+from agent.llm.build import ensure_llama_server
+from agent.llm.client import ask, make_chat
+from agent.llm.models import packaged_model
+from agent.llm.server import EmbeddedServer, free_port
+from agent.replies.advice import parse_improvement
 from agent.settings import RoleConfig
 from sandbox.backends.docker import OWNER_LABEL, parse_owner_label
 from tests.integration.agent_cli import agent_env, agent_run

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
-from agent.calls import CallLog
+from agent.archive.calls import CallLog
+from agent.archive.candidates import RunArchive
 from agent.results.quality import run_quality
 from agent.search import search
 from agent.settings import Settings

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from sandbox.ray_executor import TASK_NAME
 from tests.integration.agent_cli import agent_env, agent_run, llm_server
 from tests.integration.ray_cluster import RayCluster

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from sandbox.backends.docker import JOB_LABEL, OWNER_LABEL, parse_owner_label
 from tests.integration.agent_cli import ROOT, agent_env, agent_run
 

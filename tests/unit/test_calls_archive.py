@@ -1,4 +1,4 @@
-"""Every LLM call archived, each candidate's lineage, and `agent.show`, over the scripted graph.
+"""Every LLM call archived, each candidate's lineage, and `python -m agent show`, over the scripted graph.
 
 The graph runs with tests/unit/test_graph.py's scripted roles and evaluator (fifteen iterations,
 every failure kind, a reply without code); what the archive holds is compared with what the
@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from agent.calls import TEXT_LIMIT, CallLog, clip
-from agent.lineage import read_parents
-from agent.llm import Reply
+from agent.archive.calls import TEXT_LIMIT, CallLog, clip
+from agent.archive.lineage import read_parents
+from agent.llm.client import Reply
 from agent.results import show
 from agent.results.failures import failure_analysis, fault_line, longest_streak
 from agent.results.lineage_plot import lineage_graph, plot_lineage
@@ -222,7 +222,7 @@ def test_re_asks_and_fixes_are_archived_as_the_iterations_attempts(
 ) -> None:
     """A Generator stuck on one module (re-asks), then a module without its import (a
     mechanical fix): each ask is a call of its own attempt, each fix an attempt with its diff,
-    and `agent.show` tells them in order."""
+    and `python -m agent show` tells them in order."""
     use_evaluator(monkeypatch, check.CountingEvaluator())
     script = [check.STUCK] * 4 + [check.NO_IMPORT]  # 1 trained, 3 asks repeating it, 1 to fix
     chats = check.roles(monkeypatch, script, [check.ECHO])

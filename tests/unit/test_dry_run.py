@@ -18,12 +18,12 @@ import pytest
 import torch
 from torch import nn
 
-from sandbox import runner
 from sandbox.backends.base import Job, Limits, RunOutcome
 from sandbox.cache import ResultCache
 from sandbox.data import PreparedDataset
 from sandbox.dry_run import MAX_STEPS, failed_step, read_shape_trace
 from sandbox.evaluate import Evaluator
+from sandbox.inside import runner
 from sandbox.result import EvalResult, new_result
 from tests.unit.test_evaluate import OK_REPORT, ScriptedBackend, outcome, writes
 

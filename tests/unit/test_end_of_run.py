@@ -10,7 +10,7 @@ import pytest
 
 import agent.results.final_test
 import agent.results.report
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.search import finish
 from agent.settings import Settings
 from tests.unit.test_report import write_archive
@@ -23,8 +23,8 @@ def boom(*args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize(
     ("target", "step", "module"),
     [
-        (agent.results.final_test, "final test", "agent.final_test"),
-        (agent.results.report, "report", "agent.report"),
+        (agent.results.final_test, "final test", "agent final_test"),
+        (agent.results.report, "report", "agent report"),
     ],
 )
 def test_a_failing_step_is_one_line_and_loses_nothing(

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import torch
 
-from sandbox import runner
 from sandbox.backends.base import Job, RunOutcome
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import evaluator_from_settings
+from sandbox.inside import runner
 from sandbox.settings import load_settings
 
 NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"

@@ -17,12 +17,12 @@ from torch import nn
 
 from agent.prompts import constraints_text, generator_messages
 from agent.settings import Settings
-from sandbox import runner
 from sandbox.backends.base import Job, Limits, RunOutcome
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator, held_out_evaluator
 from sandbox.hardware import HardwareLimits, violations
 from sandbox.held_out import held_out_view
+from sandbox.inside import runner
 
 NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
 

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import evaluate, runner
+from sandbox import evaluate
 from sandbox.backends.base import CANDIDATE_MARKER, Job, Limits, MarkerWatch, RunOutcome
 from sandbox.cache import ResultCache
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.faults import InfrastructureFault
+from sandbox.inside import WORKER as INSIDE_WORKER
+from sandbox.inside import runner
 
 NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
-WORKER = Path(evaluate.__file__).with_name("worker.py")
+WORKER = INSIDE_WORKER
 
 
 class ScriptedBackend:

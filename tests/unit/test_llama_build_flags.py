@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm_server.build import (
+from agent.llm.build import (
     CUDA_CMAKE_ARGS,
     _extra_cmake_args,
     cached_llama_server,

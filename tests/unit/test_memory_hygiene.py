@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from agent.advice_reader import parse_improvement
-from agent.hygiene import UNREADABLE, clean_advice, clean_field
 from agent.prompts import generator_messages
+from agent.replies.advice import parse_improvement
+from agent.replies.advice_cleaning import UNREADABLE, clean_advice, clean_field
 from agent.state import TaskInfo, Triple, WindowUpdate, push_triples, update_window
 from tests.fakes.mistakes import ADVICE
 

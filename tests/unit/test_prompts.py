@@ -7,7 +7,6 @@ from typing import Any, cast
 import pytest
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from agent.advice_reader import parse_improvement
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,
@@ -15,6 +14,7 @@ from agent.prompts import (
     improver_messages,
     outcome_text,
 )
+from agent.replies.advice import parse_improvement
 from agent.state import Candidate, TaskInfo, Triple
 from sandbox.result import EvalResult, new_result
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.results.numbers import average_ranks, pareto_front, spearman, summarise
 from agent.results.report import write_report
 from sandbox.result import new_result
@@ -139,7 +139,7 @@ def test_every_summary_number_is_recomputed_from_the_archive(tmp_path: Path) -> 
 def test_the_markdown_shows_the_numbers_and_keeps_the_test_apart(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     write_archive(run_dir)
-    rows = [  # a final test as agent.final_test stores it
+    rows = [  # a final test as `python -m agent final_test` stores it
         {
             "rank": 1,
             "iteration": 9,

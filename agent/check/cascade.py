@@ -1,0 +1,72 @@
+"""The real checks behind the check step: pyflakes lint on the host (agent/check/static.py), the dry run
+in the sandbox (the executor's `dry_run`, queued with training), and the host's mechanical fixes
+(agent/check/mechanical.py), each named so the archive says which one changed the code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from agent.check.mechanical import (
+    NAME_ERROR,
+    Fix,
+    fix_example_usage,
+    fix_linear_in_features,
+    fix_missing_head,
+    fix_missing_imports,
+    fix_view_size,
+)
+from agent.check.static import lint
+from agent.check.step import Fixed
+from agent.state import TaskInfo
+from sandbox.code import code_hash
+from sandbox.result import new_result
+
+
+class DryRunner(Protocol):
+    def dry_run(self, code: str) -> Mapping[str, Any]: ...
+
+
+class SandboxChecks:
+    """`agent.check.step.Checks` for a run: its executor's sandbox, its task's class count."""
+
+    def __init__(self, executor: DryRunner, task: TaskInfo) -> None:
+        self.executor = executor
+        self.num_classes = task["num_classes"]
+
+    def lint(self, code: str) -> dict[str, Any] | None:
+        report = lint(code)
+        if report["kind"] is None:
+            return None
+        result: dict[str, Any] = dict(
+            new_result(report["kind"], report["message"], code_hash(code))
+        )
+        result["undefined_names"] = list(report["undefined_names"])
+        if report["line"] is not None:  # where a repair request points (agent/check/locate.py)
+            result["line"] = report["line"]
+        return result
+
+    def dry_run(self, code: str) -> dict[str, Any]:
+        return dict(self.executor.dry_run(code))
+
+    def fix(self, code: str, failure: dict[str, Any], stage: str) -> Fixed | None:
+        """The first fixer that is sure, in agent.check.mechanical.mechanical_fix's order, with its name."""
+        listed = failure.get("undefined_names")
+        names = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
+        names += NAME_ERROR.findall(str(failure.get("message", "")))  # a NameError at run time
+        fixers: list[tuple[str, Callable[[], Fix | None]]] = [
+            ("example_usage", lambda: fix_example_usage(code, failure)),
+        ]
+        if names:
+            fixers.insert(0, ("imports", lambda: fix_missing_imports(code, names)))
+        else:
+            fixers += [
+                ("view_size", lambda: fix_view_size(code, failure)),
+                ("in_features", lambda: fix_linear_in_features(code, failure)),
+                ("head", lambda: fix_missing_head(code, failure, self.num_classes)),
+            ]
+        for name, fixer in fixers:
+            found = fixer()
+            if found is not None:
+                return Fixed(name, found.code, f"# {found.description}\n{found.diff}")
+        return None

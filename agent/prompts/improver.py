@@ -1,0 +1,122 @@
+"""The Improver's prompt: one network and what happened when it trained, the memory, and a
+JSON answer format; on a failure its only job is the fix."""
+
+from __future__ import annotations
+
+from langchain_core.messages import BaseMessage
+
+from agent.prompts.common import (
+    _FAILURE_HINTS,
+    TEXT_CHARS,
+    TRACEBACK_CHARS,
+    TRACEBACK_LINES,
+    accuracy,
+    clip_block,
+    code_block,
+    messages,
+    number,
+    outcome_text,
+    task_section,
+    window_section,
+)
+from agent.state import Candidate, TaskInfo, Triple
+from sandbox.result import EvalResult
+
+# --------------------------------------------------------------------------- Improver
+
+_IMPROVER_SYSTEM = (
+    "You review PyTorch image classifiers. You read one network and what happened when it was "
+    "trained, and you give one short, concrete piece of advice. "
+    "You reply with one JSON object only."
+)
+
+_JSON_FORMAT = (
+    "## Answer format\n"
+    "Reply with only this JSON object, one short sentence in each field:\n"
+    '{"problem": "<what is wrong or what limits accuracy>", '
+    '"suggestion": "<the one change to make>"}'
+)
+
+
+def traceback_tail(traceback: str) -> str:
+    lines = [ln for ln in traceback.strip("\n").split("\n") if ln.strip()][-TRACEBACK_LINES:]
+    tail = "\n".join(lines)
+    return tail if len(tail) <= TRACEBACK_CHARS else tail[-TRACEBACK_CHARS:]
+
+
+def result_section(result: EvalResult, iteration: object) -> tuple[str, bool]:
+    """The last result in full (section text, whether it is a failure)."""
+    if not isinstance(result, dict):
+        result = {}
+    kind = str(result.get("kind") or "unknown")
+    if kind == "ok":
+        text = outcome_text(result).removeprefix("ok: ")
+        seconds = number(result.get("train_seconds"))
+        if seconds is not None:
+            text += f", trained in {seconds:.1f} s"
+        return f"## Result of attempt {iteration}\nIt trained: {text}.", False
+    message = clip_block(str(result.get("message") or "no message"), TEXT_CHARS)
+    lines = [f"## Result of attempt {iteration}", f"It FAILED. Error kind: {kind}.", message]
+    tail = traceback_tail(str(result.get("traceback") or ""))
+    if tail:
+        lines.append(f"Last lines of the traceback:\n```\n{tail}\n```")
+    return "\n".join(lines), True
+
+
+def round_section(candidates: list[Candidate]) -> str:
+    """Every attempt of a parallel round, one outcome line each, in iteration order."""
+    lines = [f"## All {len(candidates)} attempts of this round (trained in parallel)"]
+    for c in candidates:
+        lines.append(f"- attempt {c.get('iteration', '?')}: {outcome_text(c.get('result') or {})}")
+    return "\n".join(lines)
+
+
+def improver_messages(
+    task: TaskInfo,
+    *,
+    last: Candidate,
+    best: Candidate | None,
+    window: list[Triple],
+    round_candidates: list[Candidate] | None = None,
+) -> list[BaseMessage]:
+    """The Improver's prompt: a system message and one human message.
+
+    On a failure its only job is the fix for that error; after a success, one small change
+    likely to raise one-epoch validation accuracy. The reply is a JSON object
+    {"problem": ..., "suggestion": ...}. After a parallel round, `last` is the round's focus and
+    `round_candidates` (all of the round, in iteration order) adds one outcome line each.
+    """
+    result = last.get("result") or {}
+    iteration = last.get("iteration", "?")
+    sections = [task_section(task)]
+    code = last.get("code") or ""
+    if code.strip():
+        sections.append(f"## Network of attempt {iteration}\n{code_block(code)}")
+    result_text, failed = result_section(result, iteration)
+    sections.append(result_text)
+    if round_candidates and len(round_candidates) > 1:
+        sections.append(round_section(round_candidates))
+    best_accuracy = accuracy(best.get("result")) if best else None
+    if best_accuracy is not None:
+        sections.append(f"## Best val accuracy so far\n{best_accuracy:.4f}")
+    if window:
+        sections.append(window_section(window))
+    if failed:
+        kind = str(result.get("kind") or "unknown")
+        hint = _FAILURE_HINTS.get(kind, "")
+        sections.append(
+            "## Your job\n"
+            f"The network failed with a {kind} error. Your ONLY job is to fix this error. "
+            "Say what causes it in `problem` and the exact code change that fixes it in "
+            "`suggestion`. Do not suggest any other improvement."
+            + (f"\nHint: {hint}" if hint else "")
+        )
+    else:
+        sections.append(
+            "## Your job\n"
+            "The network trained. Propose ONE concrete, small change that is likely to raise the "
+            "validation accuracy after one epoch (for example a layer, a width, normalisation, or "
+            "where to downsample). Keep everything else as it is."
+        )
+    sections.append(_JSON_FORMAT)
+    return messages(_IMPROVER_SYSTEM, sections)
