@@ -8,7 +8,7 @@ Also `python -m agent.run --check [flags]`, with the run's own flags. One line p
   configured model, timed (or, with no server configured, the embedded server agent.run would
   start: its model, why, and whether the binary and the model file are here);
 - dataset: prepared, on disk, or downloadable (else the offline fallback, or an error);
-- sandbox: the backend and image, then the run's own self-test (sandbox/selftest.py): a
+- sandbox: the backend and image, then the run's own self-test (`self_test`): a
   known-good tiny net trained through that sandbox;
 - gpu: the GPUs torch sees on the host, and those a candidate sees inside the sandbox.
 

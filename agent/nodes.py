@@ -30,7 +30,7 @@ from agent.archive.paths import run_path
 from agent.check.ask_again import Again, fixer, reasker
 from agent.check.cascade import SandboxChecks
 from agent.check.llm_fixes import calls_left, room_for_advice
-from agent.check.step import GeneratorCost, Iteration, attempt_recorder, check_and_train
+from agent.check.step import Iteration, attempt_recorder, check_and_train
 from agent.llm.client import ask, make_chat
 from agent.llm.structured import ask_for_advice
 from agent.prompts import (
@@ -65,7 +65,7 @@ from tools.train_candidate import executor_for, task_for, train_candidate_for
 
 TEMPERATURE_SPREAD = 0.2  # a parallel round's Generator temperatures span base ± this
 # What a parallel branch's prompt and progress event need from the state (its Send payload)
-BRANCH_KEYS = ("run_id", "task", "best", "last", "suggestion", "window", "ok_count")
+BRANCH_KEYS = ("run_id", "task", "best", "last", "suggestion", "window", "ok_count", "calls_spent")
 
 
 def context(runtime: Runtime[Settings]) -> Settings:
@@ -105,13 +105,14 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         "iteration": 0,
         "window": [],
         "ok_count": 0,
+        "calls_spent": 0,
     }
     return {**update, **_round_size(cast(State, update), settings)}
 
 
-def generator_prompt(state: State, settings: Settings) -> list[BaseMessage]:
-    """The Generator's messages for this state: the run's prompt style and edit mode, ablations
-    applied."""
+def generator_prompt(state: State, settings: Settings) -> tuple[list[BaseMessage], str | None]:
+    """The Generator's messages for this state (the run's prompt style and edit mode, ablations
+    applied) and the code its edit blocks apply to (None: a whole module is asked for)."""
     single = settings.single_shot  # the baseline: the task alone, every time
     best, last = shown(state, settings)
     build = generator_messages if settings.prompt_style == "paper" else short_generator_messages
@@ -125,7 +126,7 @@ def generator_prompt(state: State, settings: Settings) -> list[BaseMessage]:
         constraints=constraints_text(settings.constraints, settings.hardware_limits()),
     )
     base = edit_base(best, settings.edit_mode)
-    return edit_request(messages, base, settings, state["task"], suggestion)
+    return edit_request(messages, base, settings, state["task"], suggestion), base
 
 
 def shown(state: State, settings: Settings) -> tuple[Candidate | None, Candidate | None]:
@@ -134,11 +135,6 @@ def shown(state: State, settings: Settings) -> tuple[Candidate | None, Candidate
     return None if not settings.reference or single else state.get("best"), (
         None if single else state.get("last")
     )
-
-
-def edit_context(state: State, settings: Settings) -> EditContext:
-    """What this iteration's edit blocks apply to: the best network its prompt shows (if any)."""
-    return EditContext(edit_base(shown(state, settings)[0], settings.edit_mode))
 
 
 def generator_settings(state: State, settings: Settings) -> Settings:
@@ -154,7 +150,7 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     """
     settings = context(runtime)
     stage("generating", state["iteration"], state.get("branch"))
-    messages = generator_prompt(state, settings)
+    messages, base = generator_prompt(state, settings)
     started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
@@ -164,34 +160,34 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
     )
-    seconds, base = time.monotonic() - started, edit_context(state, settings).base
+    seconds = time.monotonic() - started
     read = code_from_reply(reply.text, base, settings.edit_mode)
     run_dir = run_archive(settings, state["run_id"]).run_dir
     parents = parents_of(*shown(state, settings))
     generator_called(run_dir, state["iteration"], 0, messages, reply, seconds, read, parents)
     update: dict[str, Any] = {"code": read.code, "edit_error": read.error}
-    update.update(gen_tokens=reply.tokens, gen_seconds=seconds)
+    update.update(prompt=messages, edit_base=base, gen_tokens=reply.tokens, gen_seconds=seconds)
+    update["calls_spent"] = state.get("calls_spent", 0) + 1
     if state.get("branch") is None:
         return Command(update=update, goto="train")
     return Command(goto=Send("train", {**state, **update}))
 
 
-def again_for(state: State, settings: Settings, cost: GeneratorCost, edits: EditContext) -> Again:
-    """How this iteration asks its Generator again: re-asks, repairs, resamples; their edit blocks
-    apply as `edits` says (agent/check/ask_again.py)."""
+def again_for(state: State, settings: Settings, edits: EditContext) -> Again:
+    """How this iteration asks its Generator again (re-asks, repairs, resamples), with the prompt
+    `generate` built; their edit blocks apply as `edits` says."""
     base = generator_settings(state, settings)
     return Again(
         chat_at=lambda t: chat_for(
             "generator", base.model_copy(update={"generator_temperature": t})
         ),
-        prompt=generator_prompt(state, settings),
+        prompt=list(state.get("prompt") or []),
         task=state["task"],
         temperature=base.generator_temperature,
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
         run_dir=run_archive(settings, state["run_id"]).run_dir,
         iteration=state["iteration"],
-        cost=cost,
         edit_mode=settings.edit_mode,
         edits=edits,
     )
@@ -215,18 +211,17 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     settings = context(runtime)
     iteration = state["iteration"]
     archive = run_archive(settings, state["run_id"])
-    cost = GeneratorCost(state.get("gen_tokens", 0), state.get("gen_seconds") or 0.0)
     checks = SandboxChecks(executor_for(settings), state["task"]) if settings.auto_fix else None
     branch = state.get("branch")
     stage("checking" if checks or settings.novelty else "training", iteration, branch)
-    edits = edit_context(state, settings)  # what generate's (and re-asks') edits applied to
-    edits.error = state.get("edit_error")
+    edits = EditContext(state.get("edit_base"), state.get("edit_error"))  # as generate read it
+    spent = state.get("calls_spent", 0)  # this iteration's first ask included
 
     def train_one(code: str) -> dict[str, Any]:
         stage("training", iteration, branch)
         return dict(train_candidate_for(settings).invoke({"code": code}))
 
-    again = again_for(state, settings, cost, edits)
+    again = again_for(state, settings, edits)
     final = check_and_train(
         state.get("code"),
         Iteration(
@@ -239,18 +234,22 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             edits=edits,
             ask_fix=fixer(again) if settings.repair_attempts else None,
             fix_plan=settings.fix_plan(),
-            calls_left=calls_left(archive, settings.llm_calls, iteration),
+            calls_left=calls_left(settings.llm_calls, lambda: spent + again.calls),
         ),
     )
     code, result = final.code, cast(EvalResult, final.result)  # every attempt's is one
-    archive.record_candidate(iteration, code, result, cost.tokens, cost.seconds)
-    candidate = Candidate(iteration=iteration, code=code or "", result=result)
+    tokens = state.get("gen_tokens", 0) + again.tokens
+    seconds = (state.get("gen_seconds") or 0.0) + again.seconds
+    archive.record_candidate(iteration, code, result, tokens, seconds)
+    calls = 1 + again.calls
+    candidate = Candidate(iteration=iteration, code=code or "", result=result, calls=calls)
     counted = tally(Tally(best=state.get("best"), ok_count=state.get("ok_count", 0)), candidate)
     update: dict[str, Any]
     if state.get("branch") is not None:  # a round's branch: `improve` joins the round
         update = {"round": [candidate]}
     else:
         update = {"last": candidate, "iteration": iteration + 1, "code": None, **counted}
+        update.update(calls_spent=spent + again.calls, prompt=None)  # the prompt's work is done
     best_acc = best_accuracy(counted["best"])
     ok_count = counted["ok_count"]
     get_stream_writer()(
@@ -276,8 +275,8 @@ def stop_reason(state: State, settings: Settings) -> str | None:
         return "target"
     if state["iteration"] >= settings.iterations:
         return "budget"
-    calls = settings.llm_calls  # a budget of calls (bench/search_quality.py)
-    if calls is not None and sum(run_archive(settings, state["run_id"]).llm_calls()) >= calls:
+    calls = settings.llm_calls  # a budget of calls, every role's
+    if calls is not None and state.get("calls_spent", 0) >= calls:
         return "llm_calls"
     return None
 
@@ -326,7 +325,7 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         reason is None
         and settings.improver
         and not settings.single_shot
-        and room_for_advice(archive, settings.llm_calls)
+        and room_for_advice(settings.llm_calls, state.get("calls_spent", 0))
     ):
         messages = improver_messages(
             state["task"],
@@ -343,6 +342,7 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             retries=settings.llm_retries,
         )
         tokens = reply.tokens
+        update["calls_spent"] = state.get("calls_spent", 0) + 1
         advice = clean_advice(parse_improvement(reply.text), SUGGESTION_CHARS)
         improver_called(
             archive.run_dir,
@@ -363,7 +363,7 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     update["pending"] = advice
     update["suggestion"] = advice["suggestion"] if advice else ""
     update["stop_reason"] = reason
-    update.update(_round_size(state, settings))
+    update.update(_round_size(cast(State, {**state, **update}), settings))  # calls: this one too
     return update
 
 
@@ -374,9 +374,7 @@ def _round_size(state: State, settings: Settings) -> dict[str, Any]:
     once), so that a round never spends calls past it."""
     left = settings.iterations - state["iteration"]
     if settings.llm_calls is not None and settings.parallel > 1:
-        left = min(
-            left, settings.llm_calls - sum(run_archive(settings, state["run_id"]).llm_calls())
-        )
+        left = min(left, settings.llm_calls - state.get("calls_spent", 0))
     size = max(1, min(settings.parallel, left))
     return {"round_size": size} if size > 1 or state.get("round_size", 1) > 1 else {}
 

@@ -1,6 +1,6 @@
 """Headless search: `python -m agent.run [--flags]`, resumable with `--run-id`.
 
-The argparse front of agent/search.py. Every flag mirrors a setting (`--history-k` is
+The argparse front of the search. Every flag mirrors a setting (`--history-k` is
 NASLOOP_HISTORY_K, and so on; `--help` lists them with their defaults). Everything that can be
 checked is checked before a run directory exists: settings, dataset, sandbox, LLM servers. Exit
 codes: 0 done, 1 stopped by a failure (resumable), 2 bad input (nothing written), 3 stopped by

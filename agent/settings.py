@@ -91,14 +91,14 @@ class Settings(SandboxSettings):
     )
     run_seed: int = Field(0, ge=0, description="base of the per-call LLM sampling seed")
     constraints: str = Field("", description="optional limits/requirements told to the Generator")
-    # The check step (agent/check/step.py); both off, with prompt_style paper: the paper's protocol
+    # The check step; both off, with prompt_style paper: the paper's protocol
     novelty: bool = Field(
         True, description="never train a program this run already tried: re-ask, then `duplicate`"
     )
     auto_fix: bool = Field(
         True, description="lint and dry-run each candidate, fix mechanical errors before training"
     )
-    # LLM-side fixes of a failed program (agent/check/llm_fixes.py); 0 until the benchmark says otherwise
+    # LLM-side fixes of a failed program; 0 until the benchmark says otherwise
     repair_attempts: int = Field(
         0,
         ge=0,

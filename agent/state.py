@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, NotRequired, TypedDict
 
+from langchain_core.messages import BaseMessage
+
 from sandbox.result import EvalResult
 from tools.train_candidate import TaskInfo as TaskInfo  # the task, as the tool reports it
 
@@ -44,6 +46,7 @@ class Candidate(TypedDict):
     iteration: int
     code: str
     result: EvalResult  # from the train_candidate tool (or a no_code result, made in `train`)
+    calls: NotRequired[int]  # LLM calls its iteration made (Generator, re-asks, fixes)
 
 
 class Tally(TypedDict):
@@ -143,6 +146,9 @@ class State(TypedDict):
     task: TaskInfo
     iteration: int  # candidates finished so far; the next one gets this number
     code: NotRequired[str | None]  # the candidate between generate and train (None: no code)
+    # What `generate` built and `train` carries on with (re-asks and fixes reuse the prompt):
+    prompt: NotRequired[list[BaseMessage] | None]  # the Generator's messages for `code`
+    edit_base: NotRequired[str | None]  # the code its edit blocks applied to (None: whole)
     edit_error: NotRequired[str | None]  # why its reply's edit blocks did not apply (bad_edit)
     gen_tokens: NotRequired[int]  # tokens the Generator spent on `code`
     gen_seconds: NotRequired[float]  # and the time it took
@@ -152,6 +158,8 @@ class State(TypedDict):
     window: Annotated[list[Triple], update_window]
     pending: NotRequired[Pending | None]
     ok_count: NotRequired[int]  # successful candidates so far
+    # LLM calls so far, every role: the one count the `--llm-calls` budget is checked against
+    calls_spent: NotRequired[int]
     stop_reason: NotRequired[str | None]  # "budget", "target" or "llm_calls" once over
     # Parallel rounds only (absent or empty with --parallel 1):
     round_size: NotRequired[int]  # candidates in the next round (1: the classic loop)
@@ -179,6 +187,7 @@ def join_round(state: State) -> tuple[dict[str, Any], list[tuple[Candidate, floa
         "round": None,  # merge_round: empty it for the next round
         "iteration": candidates[-1]["iteration"] + 1,
         "last": focus["best"] or candidates[-1],
+        "calls_spent": state.get("calls_spent", 0) + sum(c.get("calls", 0) for c in candidates),
         **counted,
     }
     return update, batch

@@ -124,8 +124,8 @@ def defines_net(tree: ast.AST) -> bool:
     """THE static "defines Net" gate: whether the module could bind the name `Net`.
 
     The one check of its kind: the Evaluator's precheck (`static_problem`, a `no_net` result
-    without a sandbox job) and the Generator-reply reader (agent/replies/code.py, which picks the
-    block that defines `Net`) both ask this. It errs towards yes: only running the code can tell
+    without a sandbox job) and the Generator-reply reader (`extract_code`, which picks the block
+    that defines `Net`) both ask this. It errs towards yes: only running the code can tell
     more, so what might bind `Net` goes to the sandbox.
     """
     return any(_binds_net(node) for node in ast.walk(tree))

@@ -3,8 +3,8 @@
 A dry run is the search's cheap stage before training (Evaluator.dry_run): in the same sandbox as
 training, the runner imports the candidate, builds `Net(num_classes)`, runs one forward pass on two
 dummy images of the dataset's shape, checks the output is (2, num_classes), and stops. A failed
-forward pass comes back with a shape trace (sandbox/inside/runner.py's ShapeTrace): each module call's
-output shape up to the one that raised, which a host-side fixer can act on (agent/check/mechanical.py).
+forward pass comes back with a shape trace (the runner's `ShapeTrace`): each module call's output
+shape up to the one that raised, which a host-side fixer can act on (`mechanical_fix`).
 
 API: `Evaluator.dry_run(code) -> EvalResult` (status "ok", kind "ok", message "dry run ok: output
 (2, C)", val_accuracy None; or a classified failure: syntax, no_net, import, shape, runtime, oom,
@@ -16,9 +16,10 @@ It is not a training result: never cached (a later training of the same code mus
 no accuracy. The report is the candidate's process's word, so everything in it is checked here
 for type and size; a candidate that forges "ok" only earns the training run, which checks again.
 
-Cost, measured with bench/dry_run.py on 2026-12-02 (2-core Xeon, no GPU, mnist5k 1x28x28, the
-reference net and the same net with a wrong head; the machine shared with about seven other
-helpers' jobs, load average 3-24, so wall times measure the queue as much as the work):
+Cost, measured with `python -m bench.dry_run` on 2026-12-02 (2-core Xeon, no GPU, mnist5k
+1x28x28, the reference net and the same net with a wrong head; the machine shared with about
+seven other helpers' jobs, load average 3-24, so wall times measure the queue as much as the
+work):
 - warm worker, median of 20: 0.26 s (ok) and 0.31 s (shape error) at load ~3-6; 0.88 s and
   0.94 s at load ~12; 1.49 s and 1.39 s at load ~16; 3.21 s and 3.60 s at load ~22. CPU time per
   dry run (host process + the warm container's cgroup): 0.10-0.14 s, ok or shape error. So under

@@ -65,7 +65,7 @@ class Evaluator:
         meta = self.dataset.meta
         dataset_props = {k: meta[k] for k in ("num_classes", "input_shape", "mean", "std")}
         augment = {"flip": meta["flip"], "crop_pad": meta["crop_pad"]}
-        export = {"export": True} if self.hardware.active() else {}  # for sandbox/verify.py
+        export = {"export": True} if self.hardware.active() else {}  # for the verifier
         return {**dataset_props, **augment, **self.train_config, **export}
 
     def fingerprint(self) -> str:
@@ -122,9 +122,9 @@ class Evaluator:
     def dry_run(self, code: str) -> EvalResult:
         """Build `Net`, one forward pass on two dummy images, output shape checked; no training.
 
-        The search's cheap stage, in the same sandbox as training (sandbox/dry_run.py): "ok" with
-        no accuracy, or a classified failure whose message and `shape_trace` say where the shapes
-        stopped fitting. Never cached: it is not a training result.
+        The search's cheap stage, in the same sandbox as training: "ok" with no accuracy, or a
+        classified failure whose message and `shape_trace` say where the shapes stopped fitting.
+        Never cached: it is not a training result.
         """
         digest = code_hash(code)
         if self.precheck and (problem := static_problem(code)):
@@ -189,7 +189,7 @@ class Evaluator:
     def _interpret(
         self, outcome: RunOutcome, job: Job, digest: str, dry_run: bool = False
     ) -> EvalResult:
-        # What the sandbox left is hostile input (sandbox/untrusted.py): a bad file is refused,
+        # What the sandbox left is hostile input (`HostileOutput`): a bad file is refused,
         # and, unless the host itself saw a timeout or OOM, that is the candidate's failure.
         refused: HostileOutput | None = None
         try:
@@ -281,7 +281,7 @@ class Evaluator:
         )
 
     def _verification(self, out_dir: Path) -> Verification | None:
-        """The trained net measured in a fresh sandbox (sandbox/verify.py), when a hardware
+        """The trained net measured in a fresh sandbox (`verify`), when a hardware
         limit needs figures the candidate cannot forge; None when no limit is active."""
         if not self.hardware.active():
             return None
@@ -358,7 +358,7 @@ def held_out_evaluator(
 ) -> Evaluator:
     """The final test's evaluator: `search`'s training and limits, scored on the test split.
 
-    Its dataset is the held-out view (sandbox/held_out.py): the test images go into the sandbox
+    Its dataset is the held-out view (`held_out_view`): the test images go into the sandbox
     as "validation" images here and nowhere else, their labels stay on the host. Candidates train
     for `epochs` (the wall-time limit grows with them), results are not cached, no hardware limit
     applies (the search enforced them), and the runner writes the trained weights, which are kept

@@ -1,9 +1,9 @@
 """Where an Evaluator's candidates train: here, one at a time, or on a Ray cluster.
 
-Both executors sit in front of one `Evaluator` (sandbox/evaluate.py) and answer `evaluate(code)`
-with an `EvalResult`: `LocalExecutor` calls it under a lock; `RayExecutor` (sandbox/ray_executor.py)
-keeps the Evaluator's `prepare` and `record` on this host and sends the sandbox job to the
-cluster. `make_executor` picks one from NASLOOP_EXECUTOR.
+Both executors sit in front of one `Evaluator` and answer `evaluate(code)` with an `EvalResult`:
+`LocalExecutor` calls it under a lock; `RayExecutor` keeps the Evaluator's `prepare` and `record`
+on this host and sends the sandbox job to the cluster. `make_executor` picks one from
+NASLOOP_EXECUTOR.
 """
 
 from __future__ import annotations

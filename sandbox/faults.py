@@ -1,7 +1,7 @@
 """Infrastructure faults: what failed before a candidate's code was reached, and how to fix it.
 
 The line between a candidate's failure and ours is the moment the runner starts importing the
-candidate (it says so on its output first; see CANDIDATE_MARKER in sandbox/backends/base.py).
+candidate (it says so on its output first; see CANDIDATE_MARKER).
 Anything that fails before that moment (the interpreter, torch, the dataset, the job's
 directories, a warm worker's job setup, the Docker engine, the Ray cluster) is an
 InfrastructureFault: never a result, never cached, never archived, never shown to an LLM. The

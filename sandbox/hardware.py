@@ -5,15 +5,15 @@ numbers, while its validation accuracy is still recorded: the report's Pareto fr
 size and latency) needs every measured point, not only the ones that fit.
 
 Who measures: with a limit on, the trained net is exported and measured again in a fresh sandbox
-without the candidate's code (sandbox/verify.py), and peak memory is read from the job's cgroup
+without the candidate's code (the verifier), and peak memory is read from the job's cgroup
 where the backend has one; a figure only the candidate's own process reported fails an active
 limit as "cannot be verified". What each limit compares against:
 - `params`: trainable and frozen parameters, counted once.
 - `flops`: forward FLOPs for one image (torch.utils.flop_counter).
 - `peak_memory_mb`: host memory, the peak of the job's memory cgroup as the host reads it
-  (sandbox/backends/container_memory.py, sandbox/backends/cgroup.py): everything charged to the
-  job, so also the page cache it filled (the data it read, tmpfs files, a library read from disk
-  for the first time) and, in the warm worker, the worker's own imported torch. Measured here on
+  (`ContainerPeak`, `Cgroup`): everything charged to the job, so also the page cache it filled
+  (the data it read, tmpfs files, a library read from disk for the first time) and, in the warm
+  worker, the worker's own imported torch. Measured here on
   mnist5k, a small net reads about 400 MiB on every backend. Where no cgroup can be read (an
   engine on another host, the systemd driver), the runner's own figure stands, self-reported (on a
   GPU the most memory torch allocated there, on a CPU the process's peak resident memory), and an

@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
-        from sandbox.backends.docker import engine_error  # it imports this module
+        from sandbox.backends.engine import engine_error
 
         print(engine_error(exc), file=sys.stderr)
         return 2

@@ -3,9 +3,9 @@ and, for a job that never reached the candidate, the infrastructure fault it tel
 
 The runner writes the report, but the candidate runs in the same process and can rewrite it, so
 the report is only ever a claim: status and failure kind pick the message, and its metrics are
-kept only when they are plausible numbers (sandbox/untrusted.py says why and how it is read).
-Missing fields are None; a field of the wrong type or out of range makes the whole report
-hostile (`HostileOutput`), because our runner never writes one.
+kept only when they are plausible numbers (the rules for hostile output, beside `HostileOutput`,
+say why and how it is read). Missing fields are None; a field of the wrong type or out of range
+makes the whole report hostile (`HostileOutput`), because our runner never writes one.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Report(TypedDict):
     peak_gpu_memory_mb: float | None
     latency_ms: float | None
     train_s: float | None
-    shape_trace: Any  # raw; sandbox/dry_run.py's read_shape_trace keeps well-formed steps
+    shape_trace: Any  # raw; read_shape_trace keeps well-formed steps
 
 
 def read_report(out_dir: Path) -> Report | None:

@@ -14,24 +14,24 @@ SandboxFailureKind = Literal[
     "nan",  # the training loss became NaN/inf
     "runtime",  # any other exception, or the process exited without a report
     "killed",  # terminated by a signal (segfault, process limit, ...)
-    "over_limit",  # trained, but over a hardware limit (sandbox/hardware.py); accuracy recorded
+    "over_limit",  # trained, but over a hardware limit (`HardwareLimits`); accuracy recorded
 ]
-# What a runner's report may claim (checked on the host: sandbox/evaluate.py); the same list as
-# sandbox/inside/runner.py's, which must travel alone and cannot import it
+# What a runner's report may claim (checked on the host by the Evaluator); the same list as the
+# runner's own, which must travel alone and cannot import it
 FAILURE_KINDS: tuple[str, ...] = get_args(SandboxFailureKind)
 # Every failure a result can carry: the sandbox's, and the search's own
 FailureKind = (
     SandboxFailureKind
     | Literal["no_code"]  # the LLM's reply held no Python code (set by the search, no sandbox)
     | Literal["duplicate"]  # a program this run already tried, repeated on every re-ask: never
-    # trained again (set by the search's novelty check, agent/check/step.py; no sandbox)
+    # trained again (set by the search's novelty check; no sandbox)
     | Literal["bad_edit"]  # the reply's edit blocks could not be applied to the code it was
-    # shown (agent/replies/edits.py: a SEARCH not in the code, or in it twice; no sandbox)
+    # shown (a SEARCH not in the code, or in it twice; no sandbox)
 )
 
 
 class ShapeStep(TypedDict):
-    """One module call of a checked forward pass (sandbox/inside/runner.py's ShapeTrace), in call order."""
+    """One module call of a checked forward pass (the runner's `ShapeTrace`), in call order."""
 
     module: str  # its path in the net ("features.0"); "" is Net.forward itself, "?" a stray module
     type: str  # its class name ("Conv2d")
@@ -42,7 +42,7 @@ class ShapeStep(TypedDict):
 
 
 class RayPlacement(TypedDict):
-    """Where a Ray task evaluated a candidate (sandbox/ray_executor.py)."""
+    """Where a Ray task evaluated a candidate (`RayExecutor`)."""
 
     node_id: str
     worker_id: str
@@ -53,7 +53,7 @@ class RayPlacement(TypedDict):
 
 class EvalResult(TypedDict):
     """One candidate's outcome, the same type from the Evaluator through the `train_candidate`
-    tool to the search's state (agent/state.py `Candidate.result`) and the archive."""
+    tool to the search's state (`Candidate.result`) and the archive."""
 
     status: Literal["ok", "error"]
     kind: str  # "ok" or a FailureKind
@@ -63,20 +63,20 @@ class EvalResult(TypedDict):
     params: int | None
     flops: int | None  # forward FLOPs for one image
     train_seconds: float | None
-    peak_memory_mb: float | None  # see sandbox/hardware.py for what is measured where
+    peak_memory_mb: float | None  # see `HardwareLimits` for what is measured where
     latency_ms: float | None  # median batch-1 forward on the training device
     wall_seconds: float  # the whole evaluation, sandbox start to score
     code_hash: str
     backend: str
     dataset: str
     cached: bool
-    # set when the candidate trained (sandbox/verify.py): metric -> "verifier", "cgroup" or
+    # set when the candidate trained (verified metrics): metric -> "verifier", "cgroup" or
     # "self-reported"; and what measuring outside the candidate's process cost, when it ran
     measured_by: NotRequired[dict[str, str]]
     verify_seconds: NotRequired[float]
     # a forward-pass check's module-by-module shapes: a dry run's, or a failed forward's
     shape_trace: NotRequired[list[ShapeStep]]
-    # set only by the Ray executor (sandbox/ray_executor.py):
+    # set only by the Ray executor:
     executor: NotRequired[str]  # "ray"
     lost: NotRequired[bool]  # its worker died on every try: failed, not cached
     ray: NotRequired[RayPlacement]

@@ -85,7 +85,7 @@ class SandboxSettings(BaseSettings):
     channels_last: bool = Field(True, description="train in channels-last memory format")
     threads: int = Field(0, ge=0, description="torch threads inside the sandbox; 0 = torch default")
 
-    # Hardware limits (unset: none); a net over one is an `over_limit` failure (sandbox/hardware)
+    # Hardware limits (unset: none); a net over one is an `over_limit` failure (`HardwareLimits`)
     max_params: int | None = Field(None, gt=0, description="hardware limit: parameters")
     max_flops: int | None = Field(None, gt=0, description="hardware limit: FLOPs per image")
     max_peak_memory_mb: float | None = Field(

@@ -2,12 +2,12 @@
 
 Threat model: the training process is the candidate's, so everything it writes (report, weights,
 the exported program) is its choice. The runner exports the trained net (`net.pt2`, see
-runner.export_net); here a fresh job, whose runner is sandbox/inside/verifier.py and which holds no line
-of the candidate's code, loads that program in a new sandbox, predicts the validation set and
+runner.export_net); here a fresh job, whose runner is the verifier and which holds no line of the
+candidate's code, loads that program in a new sandbox, predicts the validation set and
 measures parameters, FLOPs and batch-1 latency. Its predictions are the ones scored, so the
 figures and the accuracy belong to one net, whatever net the candidate chose to export. Peak
 memory comes from the training job's cgroup, read by the host (the process backend's own group;
-on Docker, sandbox/backends/container_memory.py); where the host cannot see one (no root, a
+on Docker, `ContainerPeak`); where the host cannot see one (no root, a
 remote engine, the systemd driver for a container per job) it stays self-reported.
 
 Every figure carries its source (`measured_by`): "verifier", "cgroup" or "self-reported". When

@@ -4,13 +4,13 @@
         settings.json       the run's settings (never API keys): a resumed run keeps them
         embedded_llm.json   only when the run uses the embedded LLM server: the model it runs
         checkpoints.sqlite  LangGraph's checkpoints, one thread per run id (resume)
-        archive.sqlite      table `candidates` (agent/archive/candidates.py) and table `final_test` (here)
+        archive.sqlite      table `candidates` (`RunArchive`) and table `final_test` (here)
         candidates/         each candidate's code, <iteration>.py
-        run.lock            one live process per run (agent/archive/lock.py)
+        run.lock            one live process per run (`RunLock`)
         final/weights/      the final test's trained weights
-        report/, export/    agent/results/report.py and export.py
+        report/, export/    the run's report and its export
 
-The search (agent/search.py), the CLI, the results steps and the lock all find their files here.
+The search, the CLI, the results steps and the lock all find their files here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Generator asked again within one iteration: the novelty check's re-ask, and the LLM-side
 fixes of a failed program (a repair request that shows the failing lines, a hotter resample told
 which error to avoid). Each call is archived in the `calls` table under the number of the attempt
-its answer becomes, and its tokens and seconds are added to the iteration's Generator cost.
+its answer becomes; `Again` keeps the calls, tokens and seconds it spent, for the node to read.
 
 With `--edit-mode diff|auto` an answer may be edit blocks (agent/replies/edits.py): a re-ask's and a
 resample's apply to the code the iteration's prompt showed, a repair's to the failing module.
@@ -20,7 +20,6 @@ from langchain_core.messages import BaseMessage
 from agent.archive.observe import generator_called
 from agent.check.llm_fixes import FixRequest, resample_temperature
 from agent.check.novelty import REASK_SEED_STEP, reask_temperature
-from agent.check.step import GeneratorCost
 from agent.llm.client import ask
 from agent.prompts.fix import repair_messages, resample_note
 from agent.prompts.short import with_note
@@ -30,19 +29,22 @@ from agent.state import TaskInfo
 
 @dataclass
 class Again:
-    """How one iteration asks its Generator again (built by agent/nodes.py's `again_for`)."""
+    """How one iteration asks its Generator again, and what it has spent doing so."""
 
     chat_at: Callable[[float], Any]  # the Generator's chat client at a given temperature
-    prompt: list[BaseMessage]  # the iteration's own Generator prompt
+    prompt: list[BaseMessage]  # the iteration's own Generator prompt, as `generate` built it
     task: TaskInfo
     temperature: float  # the iteration's Generator temperature (a parallel branch's own)
     seed: int  # the iteration's sampling seed (run seed + iteration)
     retries: int
     run_dir: Path
     iteration: int
-    cost: GeneratorCost
     edit_mode: str = "full"  # how a reply is read (agent/replies/edits.py)
     edits: EditContext = field(default_factory=EditContext)  # what the prompt's edits apply to
+    # What the asks so far spent: this object's own ledger, read by the node when it is done
+    calls: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
 
     def call(
         self, attempt: int, messages: list[BaseMessage], temperature: float, base: str | None
@@ -59,22 +61,24 @@ class Again:
             retries=self.retries,
         )
         seconds = time.monotonic() - started
-        self.cost.add(reply.tokens, seconds)
+        self.calls, self.tokens, self.seconds = (
+            self.calls + 1,
+            self.tokens + reply.tokens,
+            self.seconds + seconds,
+        )
         read = code_from_reply(reply.text, base, self.edit_mode)
         generator_called(self.run_dir, self.iteration, attempt, messages, reply, seconds, read)
         return read
 
 
-def reasker(again: Again) -> Callable[[int, str], str | None]:
+def reasker(again: Again) -> Callable[[int, str], Reading]:
     """The novelty check's re-ask: the same prompt plus the repeat note, hotter, another seed.
     Re-ask n asks for the iteration's attempt n: each ask before it was one repeat. Its edit
-    blocks apply to the code the prompt showed; `again.edits` keeps why they did not."""
+    blocks apply to the code the prompt showed; its `Reading` says why they did not."""
 
-    def reask(n: int, note: str) -> str | None:
+    def reask(n: int, note: str) -> Reading:
         hotter = reask_temperature(again.temperature, n)
-        read = again.call(n, with_note(again.prompt, note), hotter, again.edits.base)
-        again.edits.error = read.error
-        return read.code
+        return again.call(n, with_note(again.prompt, note), hotter, again.edits.base)
 
     return reask
 

@@ -23,17 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, get_args
 
 Strategy = Literal["repair", "resample"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 RESAMPLE_TEMPERATURE_STEP = 0.3  # each resample of an iteration is this much hotter
-
-
-class CallCount(Protocol):
-    """The run's LLM calls so far (agent/archive/candidates.py's RunArchive)."""
-
-    def llm_calls(self, asking: int | None = None) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -72,21 +66,18 @@ def resample_temperature(base: float, tries: int) -> float:
     return round(min(2.0, base + RESAMPLE_TEMPERATURE_STEP * tries), 3)
 
 
-def calls_left(archive: CallCount, budget: int | None, iteration: int) -> Callable[[], int | None]:
-    """How many LLM calls the run's budget still allows while `iteration` is being checked (None:
-    no budget). Read from the archive at each ask; the iteration's first ask counts although its
-    row is not written yet. In a parallel round the other branches' unfinished iterations are
-    not seen yet: the budget is then kept per branch, not across the round."""
+def calls_left(budget: int | None, spent: Callable[[], int]) -> Callable[[], int | None]:
+    """How many LLM calls the run's budget still allows (None: no budget), `spent` (the calls of
+    the run so far, this iteration's included) read at each ask. In a parallel round the other
+    branches' unfinished iterations are not counted yet: the budget is kept per branch there."""
 
     def left() -> int | None:
-        if budget is None:
-            return None
-        return budget - sum(archive.llm_calls(asking=iteration))
+        return None if budget is None else budget - spent()
 
     return left
 
 
-def room_for_advice(archive: CallCount, budget: int | None) -> bool:
+def room_for_advice(budget: int | None, spent: int) -> bool:
     """Whether a budget of calls leaves room for the Improver and the Generator's next ask; with
     one call left it goes to the Generator, so that a budget is spent exactly, never overspent."""
-    return budget is None or sum(archive.llm_calls()) + 2 <= budget
+    return budget is None or spent + 2 <= budget

@@ -4,12 +4,12 @@ A repair request that only repeats the error message leaves a small model to fin
 itself, and it does not (issue 14: two repair turns fixed 0 of 20). So the request points at a
 line, found from what the failure already carries, best evidence first:
 
-1. the shape trace's failed layer (sandbox/inside/runner.py's ShapeTrace), a torch layer whose module
-   path leads to the one call that builds it in `Net.__init__`: for a layer fed the wrong shape,
+1. the shape trace's failed layer (the runner's `ShapeTrace`), a torch layer whose module path
+   leads to the one call that builds it in `Net.__init__`: for a layer fed the wrong shape,
    that call holds the number to change (in_channels, in_features), not the line that calls it;
 2. the innermost `File "candidate.py", line N` frame of the traceback (the runner compiles the
    module under that name; a cut tail may have lost it to torch's frames);
-3. the lint report's line (`line`, set by agent/check/cascade.py), or "line N" in the message
+3. the lint report's line (`line`, set by the check's lint stage), or "line N" in the message
    (a SyntaxError's "at line 8", a bad import's "(line 3)").
 
 The source is only parsed, never run.
@@ -103,8 +103,8 @@ def _reported(failure: Mapping[str, Any]) -> Location | None:
 
 
 def _step_text(step: ShapeStep) -> str:
-    # The twin of sandbox/inside/runner.py's _step_text, which must travel alone (and imports torch, which
-    # the orchestrator's prompt code need not load); tests/unit/test_llm_fixes.py keeps them equal.
+    # The twin of the runner's _step_text, which must travel alone (and imports torch, which the
+    # orchestrator's prompt code need not load); a unit test keeps them equal.
     name = step["module"] or "(Net.forward)"
     if not step.get("failed"):
         out = "no tensor" if step["out"] is None else str(tuple(step["out"]))

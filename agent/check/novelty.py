@@ -2,8 +2,8 @@
 
 A small model that failed once tends to return the same module again, nearly verbatim, however
 the request is worded (0 of 20 trained in the run that showed it: 3 distinct programs in 20
-iterations). A program is "the same" when its normalised hash is (sandbox/code.py: comments and
-layout do not count). The run's hashes come from the run archive (`RunArchive.seen_before`), so
+iterations). A program is "the same" when its normalised hash is (comments and layout do not
+count). The run's hashes come from the run archive (`RunArchive.seen_before`), so
 a resumed run remembers everything it tried while the graph state stays small.
 """
 

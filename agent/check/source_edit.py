@@ -1,4 +1,4 @@
-"""Reading and editing candidate source at ast positions, for the mechanical fixes (agent/check/mechanical.py).
+"""Reading and editing candidate source at ast positions, for the mechanical fixes.
 
 Everything here parses, never runs: a bounded parse, a few questions about the tree (which call
 builds module "classifier.1", where imports end), and edits of one node's source span that keep

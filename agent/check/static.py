@@ -1,6 +1,6 @@
 """Stage 1 of the check: what is certainly wrong with a candidate, found without running it.
 
-Parse and "defines Net" come from sandbox/code.py's `static_problem` (the one static gate, shared
+Parse and "defines Net" come from `static_problem` (the one static gate, shared
 with the evaluator's precheck); on top of it, pyflakes used as a library finds names that are used
 but never defined or imported (`sqrt` without `from math import sqrt`, `F` without its import), and
 an import of a module the sandbox does not have. The candidate is only parsed: nothing of it runs.

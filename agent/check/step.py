@@ -83,7 +83,7 @@ class Iteration:
     seen: dict[str, SeenProgram]
     train: Callable[[str], dict[str, Any]]
     record: Callable[[Attempt], None]
-    reask: Callable[[int, str], str | None] | None = None  # (re-ask number, note) -> code
+    reask: Callable[[int, str], Reading] | None = None  # (re-ask number, note) -> its reading
     checks: Checks | None = None
     iteration: int = 0
     edits: EditContext = field(default_factory=EditContext)  # the code edit blocks apply to
@@ -91,18 +91,6 @@ class Iteration:
     fix_plan: tuple[str, ...] = ()  # the strategy of each LLM-side fix (agent/check/llm_fixes.py)
     calls_left: Callable[[], int | None] | None = None  # what the budget allows (None: no cap)
     recorded: int = 0  # attempts archived so far: the next one's number
-
-
-@dataclass
-class GeneratorCost:
-    """What the Generator spent on one iteration, its re-asks included."""
-
-    tokens: int
-    seconds: float
-
-    def add(self, tokens: int, seconds: float) -> None:
-        self.tokens += tokens
-        self.seconds += seconds
 
 
 def attempt_recorder(archive: RunArchive, iteration: int) -> Callable[[Attempt], None]:
@@ -131,6 +119,7 @@ def check_and_train(code: str | None, it: Iteration) -> Attempt:
     """Run one iteration's attempts, archiving each; returns the last (the iteration's result)."""
     source = "generator"
     asks = 1
+    edit_error = it.edits.error  # why the latest reply's edit blocks did not fit
     while it.reask is not None and code is not None:
         digest = code_hash(code)
         seen = it.seen.get(digest)
@@ -143,10 +132,10 @@ def check_and_train(code: str | None, it: Iteration) -> Attempt:
         )
         if last:
             return verdict
-        code = it.reask(asks, repeat_note(seen))
+        code, edit_error = it.reask(asks, repeat_note(seen))
         source, asks = "reask", asks + 1
     if code is None:  # no code, or edit blocks that did not fit the code shown
-        return _llm_fixes(_finish(it, _unread(source, it.edits.error)), it)
+        return _llm_fixes(_finish(it, _unread(source, edit_error)), it)
     return _llm_fixes(_cascade(code, source, it), it)
 
 

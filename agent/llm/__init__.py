@@ -1,2 +1,2 @@
-"""The embedded llama.cpp server: its build (build.py), the model it runs (models.py), the process
-(server.py, `python -m agent serve`) and its settings (settings.py)."""
+"""The LLM side: the roles' chat client and its JSON-schema replies, and the embedded llama.cpp
+server: its build, the model it runs, the process (`python -m agent serve`) and its settings."""

@@ -17,7 +17,8 @@ the first (a reply then runs to the context's end) and rejects the second.
 Build flags, and why:
 - `GGML_NATIVE=OFF`: a `-march=native` build died with SIGILL on our CI boxes (the compiler saw
   CPU features the VM does not really expose); the portable build picks its kernels at run time.
-- `LLAMA_CURL=OFF`: no libcurl headers needed; models are fetched by `python -m agent serve`, not the server.
+- `LLAMA_CURL=OFF`: no libcurl headers needed; `python -m agent serve` fetches models, not the
+  server.
 - `BUILD_SHARED_LIBS=OFF`: one self-contained file that can be copied into the cache.
 
 A GPU build (`cuda=True`, which the model choice asks for when it finds a CUDA GPU and `nvcc`)

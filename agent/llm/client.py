@@ -4,8 +4,8 @@ vLLM and llama.cpp's llama-server both speak the OpenAI chat API; ChatOpenAI tal
 Three things here are deliberate:
 
 - A plain chat completion, no tool calls. The one extra a caller may add (`extra_body`) is
-  the Improver's `response_format` JSON schema (agent/llm/structured.py), which falls back to plain
-  text where a server rejects it. The nodes read code and JSON out of the text themselves.
+  the Improver's `response_format` JSON schema (`ADVICE_SCHEMA`), which falls back to plain text
+  where a server rejects it. The nodes read code and JSON out of the text themselves.
 - `max_tokens` travels in the request body. langchain-openai 1.7.4 renames its `max_tokens`
   setting to `max_completion_tokens` on the wire, which llama-cpp-python's server ignores (the
   reply then runs to the context's end); `extra_body` adds `max_tokens` back. vLLM and

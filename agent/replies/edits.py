@@ -76,10 +76,11 @@ class EditError(ValueError):
     """A reply whose blocks cannot be read or applied; the message says which block and why."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class EditContext:
     """One iteration's edits, for the check step: the code they apply to (None: whole modules
-    were asked for) and why the latest reply could not be read (None: it could, or gave none)."""
+    were asked for) and why the Generator's reply could not be read (None: it could, or gave
+    none). Built once, by the node that asked; a re-ask's own error travels with its `Reading`."""
 
     base: str | None = None
     error: str | None = None

@@ -1,4 +1,4 @@
-"""What the commands on a finished run share (`python -m agent report`, `python -m agent export`, `python -m agent final_test`):
+"""What the commands on a finished run share (`python -m agent report`, `export`, `final_test`):
 the run's id and `--runs-dir`, and bad input as one line, `nasloop: error: ...`, exit code 2."""
 
 from __future__ import annotations

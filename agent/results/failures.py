@@ -1,9 +1,9 @@
 """The report's "why candidates failed": per failure kind, how often, how often fixed, an example.
 
-Definitions (tests/unit/test_failures.py recomputes them from the archive):
+Definitions (a unit test recomputes them from the archive):
 - count: archived candidates of that kind (status not ok; over_limit included, as in the report).
 - fixed later: a failure some later candidate fixed, i.e. a candidate that descends from it along
-  first lineage edges (agent/archive/lineage.py: the module it fixed) trained successfully.
+  first lineage edges (`Parents`: the module it fixed) trained successfully.
 - example: the kind's most recent failure: its message and, where the traceback names a line of
   the candidate's module, that line of its code.
 - longest streak: the most consecutive iterations that failed identically (same kind, same

@@ -5,7 +5,7 @@
 The search selects on the validation split only. Once it is over, the top k candidates by
 validation accuracy (distinct code only) are trained again on the training split, for
 `final_epochs` epochs, and scored on the test split through a separate prepared view whose
-"validation" images are the test images (sandbox/held_out.py): test images enter a sandbox in
+"validation" images are the test images (`held_out_view`): test images enter a sandbox in
 this step and in no other, and their labels never leave the host. The results go to the archive's
 own `final_test` table, apart from the search's rows; the trained weights, when kept, to
 `<run dir>/final/weights/<code hash>.pt`. Run again with the same candidates and epochs, it

@@ -1,8 +1,8 @@
 """The family tree of a run's candidates: graph data from the archive, then a PNG.
 
 One node per archived candidate; the tree follows each candidate's first edge (the module it
-fixed, else the best it was shown; agent/archive/lineage.py) and draws the second (the last one it was
-also shown) lighter. The path from the root to the best candidate is highlighted, failures are
+fixed, else the best it was shown; `Parents`) and draws the second (the last one it was also
+shown) lighter. The path from the root to the best candidate is highlighted, failures are
 marked by kind. `lineage_graph` is the data the picture is drawn from, so a test can check it
 against the archive without reading pixels.
 

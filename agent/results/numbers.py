@@ -1,5 +1,5 @@
 """A run's numbers, computed from the archive alone: success rate, best-so-far, Spearman's rho,
-the Pareto front, the top candidates, tokens and time (definitions: agent/results/report.py)."""
+the Pareto front, the top candidates, tokens and time (definitions: the report's docstring)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from agent.archive.candidates import RunArchive
 
 TOP_K = 5
 ROLLING = 10  # candidates in the rolling success rate
-# A run's variant (agent/results/ablate.py), from its settings: name, setting, value that names it
+# A run's variant (for the ablation), from its settings: name, setting, value that names it
 VARIANT_SETTINGS = (
     ("no_history", "memory", False),
     ("no_improver", "improver", False),

@@ -13,9 +13,9 @@ Also written at the end of every `python -m agent.run`. Everything goes to
     success_rate.png  share of candidates that trained, cumulative and over the last 10
     pareto.png        accuracy vs. parameters (and vs. latency when measured), front and limits
     lineage.png       the candidates' family tree, best path highlighted, failures by kind
-                      (lineage_plot.py); "why candidates failed" in report.md: failures.py
+                      (`lineage_graph`); "why candidates failed" in report.md (`failure_analysis`)
 
-Definitions (each one is recomputed by tests/unit/test_report.py from the archive):
+Definitions (each one is recomputed from the archive by a unit test):
 - success rate: candidates whose status is ok / all candidates (over_limit is not a success).
 - first and best validation accuracy: of the first and of the best successful candidate.
 - Spearman's rho: rank correlation of iteration and validation accuracy over successful candidates,

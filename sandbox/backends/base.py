@@ -27,8 +27,8 @@ SCRATCH_MOUNT = "/tmp"
 LOG_TAIL_BYTES = 64 * 1024
 
 
-# The runner prints this line, alone, right before it imports the candidate (sandbox/inside/runner.py
-# keeps its own copy: it imports nothing of ours). Backends watch the whole output stream for it:
+# The runner prints this line, alone, right before it imports the candidate (the runner keeps its
+# own copy: it imports nothing of ours). Backends watch the whole output stream for it:
 # a job that ends without it never reached candidate code, so its failure is ours. A stream and
 # not a file, because a candidate can delete a file but cannot take back what was already read.
 CANDIDATE_MARKER = "[runner] importing the candidate"

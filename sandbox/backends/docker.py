@@ -43,6 +43,7 @@ from sandbox.backends.base import (
     runner_argv,
 )
 from sandbox.backends.container_memory import JobParent, reap_parents
+from sandbox.backends.engine import engine_error, one_line
 from sandbox.backends.workdir import let_others_read, owner_alive, owner_tag
 from sandbox.image import BUILD_HINT, DEFAULT_TAG, ImageInfo, read_labels
 
@@ -90,26 +91,6 @@ def confinement(memory_mb: int, pids: int, gpus: tuple[str, ...]) -> dict[str, A
         "hostname": "sandbox",
         "detach": True,
     }
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
-def engine_error(exc: BaseException, doing: str = "") -> BackendUnavailable:
-    """The one translation of a Docker SDK or HTTP error into BackendUnavailable.
-
-    The engine's own refusal (a DockerException; its APIError is also a requests HTTPError, so
-    it is tested first) says what failed while `doing`; anything else, or no `doing`, means the
-    engine cannot be reached, and the message says how to start it.
-    """
-    if doing and isinstance(exc, docker.errors.DockerException):
-        return BackendUnavailable(f"{doing}: {one_line(exc)}")
-    return BackendUnavailable(
-        f"Docker engine not reachable ({one_line(exc)}): start it (sudo .ci/start-dockerd) "
-        "or set NASLOOP_SANDBOX=process"
-    )
 
 
 def docker_available(image: str = DEFAULT_TAG) -> bool:

@@ -13,7 +13,7 @@ def make_backend(
     """`docker`, `process`, or `auto` (Docker when an engine and the image answer).
 
     With `warm`, Docker means one long-lived container whose worker forks a fresh, confined
-    process per candidate (sandbox/backends/warm.py) instead of one container per candidate.
+    process per candidate (`WarmDockerBackend`) instead of one container per candidate.
     The choice is printed to stderr as one line, so a user never mistakes the weaker process
     sandbox for Docker.
     """

@@ -3,12 +3,12 @@
 A per-job container pays, before a candidate's first step, a container start (~0.3 s), an
 interpreter start and torch import (~2 s) and torch._dynamo's import (~1 s, pulled in by a lazy
 module or the FLOP count). On a GPU that is about as long as the one-epoch evaluation itself.
-Here the container and sandbox/inside/worker.py inside it stay up; each job is a fork of a process that
+Here the container and the warm worker inside it stay up; each job is a fork of a process that
 has already imported all of that, confined before the candidate runs (its own uid without
-capabilities, its own session, rlimits, an empty environment, a private scratch; see
-sandbox/inside/worker.py). After every job the worker kills every other process in the container,
+capabilities, its own session, rlimits, an empty environment, a private scratch; the worker's
+docstring says how). After every job the worker kills every other process in the container,
 deletes what the job left and proves the container is back to its state after warm-up
-(processes, files in every writable place, SysV IPC, memory; sandbox/inside/clearing.py). A container
+(processes, files in every writable place, SysV IPC, memory: the clearing's proof). A container
 that cannot prove it is retired and a fresh one takes the next job, said in the log: a job's
 result never depends on the jobs before it.
 
@@ -57,9 +57,9 @@ from sandbox.backends.docker import (
     OWNER_LABEL,
     DockerBackend,
     confinement,
-    engine_error,
     owner_label,
 )
+from sandbox.backends.engine import engine_error
 from sandbox.backends.workdir import let_others_read, make_job_dir
 from sandbox.faults import InfrastructureFault
 from sandbox.image import DEFAULT_TAG
@@ -128,7 +128,7 @@ class WarmDockerBackend(DockerBackend):
     ) -> None:
         super().__init__(image=image, client=client)
         self._pool: WarmPool | None = None
-        # False only to measure what the proof costs (bench/warm_clean.py): the worker still
+        # False only to measure what the proof costs (`bench.warm_clean`): the worker still
         # kills and deletes everything after a job, but skips checking that it has.
         self.prove_clean = prove_clean
         self.started = 0  # containers started, and of them retired as not provably clean
@@ -333,7 +333,7 @@ class WarmDockerBackend(DockerBackend):
             time.sleep(POLL_S)
         outcome = json.loads(outcome_path.read_text(encoding="utf-8"))
         peak_mb = pool.memory.peak_mb() if pool.memory is not None else None
-        for name in ("report.json", "predictions.json", "net.pt2"):  # net.pt2: sandbox/verify.py
+        for name in ("report.json", "predictions.json", "net.pt2"):  # net.pt2: for the verifier
             source = pool.status / str(n) / name
             if source.is_file():
                 with contextlib.suppress(OSError):  # the out dir's bound: as if never written

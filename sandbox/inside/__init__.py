@@ -1,6 +1,6 @@
-"""What travels into the sandbox: the runner, the warm worker's in-container side, its clearing, and the
-verifier. Standard library and torch only; nothing here imports the rest of nasloop, and the host
-finds these files by path, never imports them to run a candidate."""
+"""What travels into the sandbox: the runner, the warm worker's in-container side, its clearing, and
+the verifier. Standard library and torch only; nothing here imports the rest of nasloop, and the
+host finds these files by path, never imports them to run a candidate."""
 
 from pathlib import Path
 

@@ -1,9 +1,9 @@
 """After each warm-worker job: clear the container, and prove it is as it was after warm-up.
 
-Runs inside the warm container, imported by sandbox/inside/worker.py (pid 1, root with only SETUID,
-SETGID and KILL); like it, self-contained (standard library only). A job may attack the ones
-after it, so nothing it leaves is trusted to be harmless: everything goes, then the worker checks
-that it has, against a baseline taken after warm-up, before the next job may start.
+Runs inside the warm container, imported by the warm worker (pid 1, root with only SETUID, SETGID
+and KILL); like it, self-contained (standard library only). A job may attack the ones after it,
+so nothing it leaves is trusted to be harmless: everything goes, then the worker checks that it
+has, against a baseline taken after warm-up, before the next job may start.
 
   - processes: pid 1 calls kill(-1, SIGKILL) (see kill_everything) until /proc lists nothing but
     itself; the pids cgroup's count, the kernel's own, must agree;

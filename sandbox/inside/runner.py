@@ -59,7 +59,7 @@ FAILURE_KINDS = (
     "nan",
     "runtime",
     "killed",
-    "over_limit",  # decided on the host, after scoring (sandbox/hardware.py); never here
+    "over_limit",  # decided on the host, after scoring (hardware limits); never here
 )
 
 # Substrings of torch error messages that mean "tensor shapes do not fit together".
@@ -120,7 +120,7 @@ DEFAULTS: dict[str, Any] = {
     "save_weights": False,  # write the trained state_dict to <out>/weights.pt (the final test)
     "max_weights_mb": 256,  # ...unless it is larger than this
     # write the trained net as a torch.export program to <out>/net.pt2, which a fresh process
-    # without the candidate's code measures (sandbox/verify.py): set when a hardware limit is on
+    # without the candidate's code measures (the verifier): set when a hardware limit is on
     "export": False,
 }
 

@@ -1,6 +1,6 @@
 """Warm sandbox worker: torch imported once per container, each candidate in a fresh process.
 
-Runs as pid 1 of a long-lived container (see sandbox/backends/warm.py), as root inside it but with
+Runs as pid 1 of a long-lived container (the warm Docker backend's), as root inside it but with
 only three capabilities: SETUID and SETGID (to drop each job to its own uid) and KILL (to clear a
 job's processes). Like runner.py it is self-contained (stdlib + torch) and travels into the
 container; it imports runner.py from its own directory, once, before any candidate exists.
@@ -20,7 +20,7 @@ runner.main() as a fresh interpreter would.
 
 A job may attack the ones after it, so after every job the worker kills every other process
 of the container, deletes what the job left, and proves that the container is back to its state
-after warm-up (sandbox/inside/clearing.py). If it cannot, the outcome says `clean: false` with the
+after warm-up (the clearing's proof). If it cannot, the outcome says `clean: false` with the
 reasons and the worker exits after reporting: the host retires the container and starts a fresh
 one for the next job. The job that just ran keeps its result: it started in a container proven
 clean.
@@ -29,7 +29,7 @@ A failure to set a job up (before the candidate's first line) is reported apart 
 candidate can write: through a pipe that the job process closes just before it hands over to the
 runner, so the host can treat it as an infrastructure fault, never as the candidate's result.
 
-Protocol (host side: sandbox/backends/warm.py), all through mounted directories:
+Protocol (host side: the warm Docker backend), all through mounted directories:
   /pool/jobs/<n>/{config.json, candidate.py, request.json}   read-only here; request.json last
   /pool/status/<n>/{outcome.json, report.json, predictions.json, net.pt2}   root-only; outcome last
   /pool/status/ready                                           written once, when warm
@@ -53,7 +53,7 @@ DATA = "/data"
 OUT = "/outs"  # a tmpfs of the container's; each job writes /outs/<random>
 SCRATCH = "/tmp"  # a tmpfs too; each job gets /tmp/job-<random>
 LOG_TAIL_BYTES = 64 * 1024
-# name -> size cap; net.pt2 is the exported net that sandbox/verify.py measures (hardware limits)
+# name -> size cap; net.pt2 is the exported net that the verifier measures (hardware limits)
 RESULT_FILES = {"report.json": 1 * 2**20, "predictions.json": 64 * 2**20, "net.pt2": 256 * 2**20}
 POLL_S = 0.005
 # The runner prints this right before importing the candidate (runner.CANDIDATE_MARKER); a job

@@ -1,8 +1,8 @@
 """nasloop against llama.cpp's real `llama-server`: the HTTP paths, the whole loop, the embedded
 default, and a server that dies mid-run.
 
-The binary comes from `python -m agent llama_build` (CI builds it first with .ci/build-llama-server; here a
-missing one is built, which takes ~10 min). Two models:
+The binary comes from `python -m agent llama_build` (CI builds it first with
+.ci/build-llama-server; here a missing one is built, which takes ~10 min). Two models:
 
 - a tiny random GGUF that this file writes with the `gguf` package (0.5 MB, in ~0.05 s). Its
   weights are random except for one rigged direction: every token's embedding carries a large

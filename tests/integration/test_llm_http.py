@@ -1,4 +1,4 @@
-"""agent.llm.client against a real HTTP server: the real ChatOpenAI, openai SDK and sockets, no mocks.
+"""agent.llm.client against a real HTTP server: the real ChatOpenAI, openai SDK, sockets; no mocks.
 
 The fake server (tests/fakes/openai_server.py) records every request body, so these tests check
 what actually goes over the wire (`max_tokens`, `seed`), and its fault queue drives the retry

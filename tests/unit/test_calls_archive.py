@@ -1,4 +1,4 @@
-"""Every LLM call archived, each candidate's lineage, and `python -m agent show`, over the scripted graph.
+"""Every LLM call archived, each candidate's lineage, `python -m agent show`, on the scripted graph.
 
 The graph runs with tests/unit/test_graph.py's scripted roles and evaluator (fifteen iterations,
 every failure kind, a reply without code); what the archive holds is compared with what the

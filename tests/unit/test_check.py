@@ -1,5 +1,5 @@
-"""The check step (agent/check/step.py) with fakes that misbehave like small models: a Generator that
-repeats itself whatever it is asked, code with mechanical errors, fixes that lead back to code
+"""The check step (agent/check/step.py) with fakes that misbehave like small models: a Generator
+that repeats itself whatever it is asked, code with mechanical errors, fixes that lead back to code
 already tried. Each mechanism is also run switched off, to show that it is what makes the change.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 from agent.archive.candidates import RunArchive, SeenProgram
 from agent.check.novelty import REASKS
 from agent.check.step import MAX_FIXES, Attempt, Fixed, Iteration, check_and_train
+from agent.replies.edits import Reading
 from sandbox.code import code_hash
 from sandbox.result import new_result
 
@@ -71,9 +72,9 @@ def iteration(
     """One iteration: `answers` are the re-asks' replies (None: novelty off)."""
     replies = list(answers or [])
 
-    def reask(n: int, note: str) -> str | None:
+    def reask(n: int, note: str) -> Reading:
         log.notes.append(note)
-        return replies[min(n - 1, len(replies) - 1)]
+        return Reading(replies[min(n - 1, len(replies) - 1)], None)
 
     return Iteration(
         seen=seen,

@@ -1,6 +1,6 @@
 """The mechanical fixes, on modules broken the way a 0.5B code model breaks them.
 
-The dry-run results below are written as sandbox/inside/runner.py reports them (its format is pinned by
+The dry-run results below are written as the runner reports them (its format is pinned by
 tests/unit/test_dry_run.py); tests/integration/test_fixes.py gets them from real dry runs in the
 Docker sandbox and proves that each fixed module then passes one.
 """

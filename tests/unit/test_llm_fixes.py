@@ -1,5 +1,5 @@
-"""The LLM-side fixes (agent/check/llm_fixes.py, agent/check/step.py, agent/check/ask_again.py): repair requests
-that locate the error, hotter resamples told the error, and their calls counted and capped.
+"""The LLM-side fixes (agent/check/llm_fixes.py, step.py, ask_again.py): repair requests that
+locate the error, hotter resamples told the error, and their calls counted and capped.
 
 The Generator is a real HTTP server (tests/fakes/openai_server.py) playing tests/fakes/repairs.py's
 small models, asked through the real ChatOpenAI; the failure they are asked to fix is the one the
@@ -24,10 +24,11 @@ from agent.check.ask_again import Again, fixer
 from agent.check.cascade import SandboxChecks
 from agent.check.llm_fixes import calls_left, fix_plan
 from agent.check.locate import excerpt, locate, trace_lines
-from agent.check.step import Attempt, GeneratorCost, Iteration, attempt_recorder, check_and_train
+from agent.check.step import Attempt, Iteration, attempt_recorder, check_and_train
 from agent.llm.client import make_chat
 from agent.prompts.fix import repair_messages, resample_note
 from agent.replies.code import extract_code
+from agent.replies.edits import Reading
 from agent.results.ablate import run_argv
 from agent.results.quality import run_quality
 from agent.run import build_parser
@@ -175,7 +176,7 @@ class Run:
     server: FakeOpenAIServer
     archive: RunArchive
     trained: list[str] = field(default_factory=list)
-    cost: GeneratorCost = field(default_factory=lambda: GeneratorCost(0, 0.0))
+    again: Again | None = None  # the last iteration's, with what it spent
 
     def train(self, code: str) -> dict[str, Any]:
         self.trained.append(code)
@@ -195,18 +196,18 @@ class Run:
             retries=0,
             run_dir=self.archive.run_dir,
             iteration=0,
-            cost=self.cost,
             edit_mode=edit_mode,
         )
+        self.again = again
         return Iteration(
             seen=self.archive.seen_before(0),
             train=self.train,
             record=attempt_recorder(self.archive, 0),
-            reask=lambda n, note: None,  # the novelty check on
+            reask=lambda n, note: Reading(None, None),  # the novelty check on
             checks=ChannelChecks(),
             ask_fix=fixer(again),
             fix_plan=plan,
-            calls_left=calls_left(self.archive, budget, 0),
+            calls_left=calls_left(budget, lambda: 1 + again.calls),  # the first ask's too
         )
 
     def check(
@@ -288,8 +289,9 @@ def test_every_fix_is_one_archived_generator_call_and_counted(serve: Any) -> Non
     calls = CallLog(run.archive.run_dir).calls(0)
     assert [(c["role"], c["attempt"]) for c in calls] == [("generator", 1), ("generator", 2)]
     assert [a["attempt"] for a in run.archive.attempts(0)] == [0, 1, 2]
-    assert run.cost.tokens == sum(c["tokens"] for c in calls) > 0
-    run.archive.record_candidate(0, final.code, final.result, run.cost.tokens)
+    assert run.again is not None and run.again.calls == 2  # what the node adds to the budget
+    assert run.again.tokens == sum(c["tokens"] for c in calls) > 0
+    run.archive.record_candidate(0, final.code, final.result, run.again.tokens)
     assert run.archive.llm_calls() == (3, 0)  # the first ask and the two resamples
     assert run_quality(run.archive.run_dir)["generator_calls"] == 3
 

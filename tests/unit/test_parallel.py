@@ -20,6 +20,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 import agent.nodes as nodes
+from agent.archive.candidates import RunArchive
 from agent.graph import build_graph
 from agent.settings import Settings
 from sandbox.result import EvalResult
@@ -250,3 +251,45 @@ def test_executor_values() -> None:
 
     for value in ("local", "ray", "ray://127.0.0.1:10001", " ray://head.example:10001 "):
         assert load_settings(executor=value).executor == value.strip()
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_the_budget_of_calls_is_counted_in_state_not_read_back_from_the_archive(
+    tmp_path: Path,
+    calls: list[dict[str, Any]],
+    evaluator: CountingEvaluator,
+    monkeypatch: pytest.MonkeyPatch,
+    parallel: int,
+) -> None:
+    """The archive is the record, not a control input: with its count unreadable the budget is
+    still spent exactly, and the state's count is the number of calls made."""
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the search read its budget back from the archive")
+
+    monkeypatch.setattr(RunArchive, "llm_calls", unreadable)
+    graph, config, _ = run(tmp_path, iterations=15, parallel=parallel, llm_calls=6)
+    final = graph.get_state(config).values
+    assert final["stop_reason"] == "llm_calls"
+    assert final["calls_spent"] == len(calls) == 6
+
+
+def test_the_generator_prompt_is_built_once_per_iteration_by_generate_alone(
+    tmp_path: Path,
+    calls: list[dict[str, Any]],
+    evaluator: CountingEvaluator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`train` carries on with the prompt `generate` built (for re-asks and fixes) and the state
+    drops it once the iteration is trained."""
+    built: list[int] = []
+    real = nodes.generator_prompt
+
+    def counting(state: Any, settings: Settings) -> Any:
+        built.append(state["iteration"])
+        return real(state, settings)
+
+    monkeypatch.setattr(nodes, "generator_prompt", counting)
+    graph, config, _ = run(tmp_path, iterations=4)
+    assert built == [0, 1, 2, 3]
+    assert graph.get_state(config).values.get("prompt") is None

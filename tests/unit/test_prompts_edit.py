@@ -16,7 +16,7 @@ from agent.check.step import Attempt, Iteration, check_and_train
 from agent.prompts import generator_messages
 from agent.prompts.edit import MARKERS, edit_base, edit_request
 from agent.prompts.short import short_generator_messages, with_note
-from agent.replies.edits import EditContext, code_from_reply
+from agent.replies.edits import EditContext, Reading, code_from_reply
 from agent.settings import Settings
 from agent.state import Candidate
 from sandbox.code import code_hash
@@ -129,16 +129,14 @@ def test_a_bad_edit_mode_is_one_line_that_names_the_choices() -> None:
 
 def test_a_reask_whose_blocks_do_not_fit_ends_the_iteration_as_a_bad_edit() -> None:
     """The novelty check re-asks a repeat; the re-ask's reply is read against the same code and
-    its error kept in the shared context, so the iteration ends as a `bad_edit`, not `no_code`."""
+    its error comes back with it, so the iteration ends as a `bad_edit`, not `no_code`."""
     edits = EditContext(BASE)
     attempts: list[Attempt] = []
 
-    def reask(n: int, note: str) -> str | None:
-        read = code_from_reply(
+    def reask(n: int, note: str) -> Reading:
+        return code_from_reply(
             "<<<<<<< SEARCH\nnothing like it\n=======\nx\n>>>>>>> REPLACE", BASE, "diff"
         )
-        edits.error = read.error
-        return read.code
 
     seen = {code_hash(BASE): SeenProgram(0, "ok", "")}
     it = Iteration(seen=seen, train=lambda c: {}, record=attempts.append, reask=reask, edits=edits)

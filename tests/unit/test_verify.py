@@ -1,6 +1,7 @@
 """Verified metrics without a sandbox: the verifier's checks on an exported program, the labels
 each figure carries, and which limit a self-reported figure fails (sandbox/verify.py,
-sandbox/inside/verifier.py). The twins themselves run in tests/integration/test_verified_metrics.py."""
+sandbox/inside/verifier.py). The twins themselves run in
+tests/integration/test_verified_metrics.py."""
 
 from __future__ import annotations
 
