@@ -16,54 +16,9 @@ import argparse
 import contextlib
 import json
 import sys
-from typing import Any, get_args
 
-from agent.archive.lock import RunBusy, RunLock
-from agent.archive.paths import mark_embedded, run_path
-from agent.llm.client import LLMUnavailable
-from agent.search import (
-    BAD_INPUT,
-    EXIT_INFRASTRUCTURE,
-    embedded_llm,
-    finish,
-    preflight_all,
-    resolve,
-    search,
-)
-from agent.settings import OLD_NAMES, Settings
-from sandbox.faults import InfrastructureFault
-from sandbox.settings import bad_input
-
-# Every setting's flag, in the group `--help` shows it in (a setting in no group is an error).
-GROUPS: dict[str, tuple[str, ...]] = {
-    "LLM": (
-        *("generator_base_url", "generator_model", "generator_api_key"),
-        *("generator_temperature", "generator_max_tokens"),
-        *("improver_base_url", "improver_model", "improver_api_key"),
-        *("improver_temperature", "improver_max_tokens", "llm_timeout_s", "llm_retries"),
-    ),
-    "search": (
-        *("iterations", "history_k", "parallel", "target_accuracy", "improver", "memory"),
-        "llm_calls",
-        *("reference", "single_shot", "run_seed", "constraints"),
-        *("novelty", "auto_fix", "prompt_style"),  # the check step and the Generator's prompt
-        "edit_mode",
-        *("repair_attempts", "fix_order"),  # the LLM-side fixes of a failed program
-    ),
-    "sandbox": (
-        *("sandbox", "image", "warm_worker", "timeout_s", "memory_mb", "pids_limit"),
-        *("scratch_mb", "gpus", "gpu_memory_fraction", "executor", "ray_retries"),
-    ),
-    "training": (
-        *("dataset", "data_dir", "val_size", "split_seed", "train_limit", "epochs"),
-        *("batch_size", "lr", "momentum", "weight_decay", "lr_schedule", "seed", "autocast"),
-        *("channels_last", "threads"),
-    ),
-    "limits": ("max_params", "max_flops", "max_peak_memory_mb", "max_latency_ms"),
-    "results": ("runs_dir", "final_top_k", "final_epochs", "final_weights"),
-}
-# Old flags that still work: each sets the positive setting that replaced it, to False
-OLD_FLAGS = {"--no-history": "memory"}
+from agent.flags import add_setting_flags, setting_flags
+from agent.search import run_to_end
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,49 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the embedded LLM server's model when no server is configured: coder-7b, coder-1.5b, "
         "small, a GGUF path or OWNER/REPO:FILE.gguf (NASLOOP_EMBEDDED_MODEL; default: by hardware)",
     )
-    grouped = [name for names in GROUPS.values() for name in names]
-    ungrouped = set(Settings.model_fields) - set(grouped) - set(OLD_NAMES)
-    if ungrouped or len(grouped) != len(set(grouped)):
-        raise RuntimeError(f"settings without exactly one --help group: {sorted(ungrouped)}")
-    old = {name: flag for flag, name in OLD_FLAGS.items()}
-    for title, names in GROUPS.items():
-        group = parser.add_argument_group(title)
-        for name in names:
-            _add_setting(group, name)
-            if name in old:
-                help_text = f"old name of --no-{name}"
-                group.add_argument(
-                    old[name], dest=name, action="store_const", const=False, help=help_text
-                )
-    return parser
-
-
-def _add_setting(group: argparse._ArgumentGroup, name: str) -> None:
-    field = Settings.model_fields[name]
-    flag = "--" + name.replace("_", "-")
-    help_text = f"{field.description} (NASLOOP_{name.upper()}; default {field.default})"
-    help_text = help_text.replace("%", "%%")  # argparse formats help strings
-    if field.annotation is bool:
-        # --flag sets True and --no-flag False. Not BooleanOptionalAction, so that an old flag
-        # like --no-history can sit beside them as a plain alias.
-        group.add_argument(flag, dest=name, action="store_const", const=True, help=help_text)
-        group.add_argument(
-            "--no-" + flag[2:], dest=name, action="store_const", const=False, help=f"{flag} off"
-        )
-    else:
-        group.add_argument(flag, dest=name, metavar=_metavar(field.annotation), help=help_text)
-
-
-def _metavar(annotation: Any) -> str:
-    options = get_args(annotation)
-    return (
-        "|".join(map(str, options)) if options and all(isinstance(o, str) for o in options) else "V"
-    )
-
-
-def setting_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on the command line (flags left out are None)."""
-    return {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    return add_setting_flags(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,42 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
-    try:
-        flags = setting_flags(args)
-        settings, run_id, resuming = resolve(flags, args.run_id)
-        lock = RunLock(run_path(settings.runs_dir, run_id))
-        stack.callback(lock.release)
-        if resuming:
-            lock.acquire()  # refuse a second process before it starts servers or checks anything
-        settings, embedded = embedded_llm(
-            flags, settings, run_id, resuming, stack, args.embedded_model
-        )
-        preflight_all(settings)
-        if not resuming:
-            lock.acquire()  # only now may a new run's directory exist
-    except (*BAD_INPUT, RunBusy) as exc:
-        return bad_input(exc)
-    if embedded is not None:
-        mark_embedded(run_path(settings.runs_dir, run_id), embedded.spec)
-    verb = "resuming" if resuming else "starting"
-    print(f"nasloop: {verb} run {run_id} in {run_path(settings.runs_dir, run_id)}", file=sys.stderr)
-    resume_hint = f"the run is saved, resume it with `python -m agent.run --run-id {run_id}`"
-    try:
-        result = search(settings, run_id, resuming, quiet=False)
-        result.update(finish(settings, run_id))
-    except InfrastructureFault as exc:  # BackendUnavailable mid-run included
-        print(
-            f"nasloop: stopped by an infrastructure fault, no candidate charged: {exc}; "
-            f"{resume_hint}",
-            file=sys.stderr,
-        )
-        return EXIT_INFRASTRUCTURE
-    except LLMUnavailable as exc:
-        print(f"nasloop: stopped: {exc}; {resume_hint}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"nasloop: interrupted; {resume_hint}", file=sys.stderr)
-        return 130
+    code, result = run_to_end(setting_flags(args), args.run_id, stack, args.embedded_model)
+    if result is None:
+        return code
     if args.json:
         print(json.dumps(result))
     else:

@@ -20,9 +20,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.archive.candidates import RunArchive
+from agent.archive.lock import RunBusy, RunLock
 from agent.archive.paths import (
     CHECKPOINTS_FILE,
     embedded_model,
+    mark_embedded,
     reopen,
     run_path,
     save_settings,
@@ -38,8 +40,9 @@ from agent.progress import progress_view
 from agent.settings import Settings, load_settings
 from sandbox.backends.base import BackendUnavailable
 from sandbox.data import DatasetUnavailable, UnknownDataset
+from sandbox.faults import InfrastructureFault
 from sandbox.selftest import self_test
-from sandbox.settings import SettingsError
+from sandbox.settings import SettingsError, bad_input
 from tools.train_candidate import evaluator_for, executor_for
 
 BAD_INPUT = (
@@ -214,3 +217,50 @@ def finish(settings: Settings, run_id: str) -> dict[str, Any]:
         "export_dir": str(exported) if exported else None,
         "report_dir": str(report) if report else None,
     }
+
+
+def run_to_end(
+    flags: dict[str, Any],
+    run_id: str | None,
+    stack: contextlib.ExitStack,
+    embedded_name: str | None = None,
+) -> tuple[int, dict[str, Any] | None]:
+    """A search from start (or resume) to its end-of-run steps, as every command that starts one
+    needs it: settings resolved, one process per run, the embedded LLM server held by `stack`,
+    preflight, the search, then the final test, export and report. Returns the exit code (0
+    done, 1 stopped by a failure, 2 bad input, 3 an infrastructure fault, 130 interrupted) and
+    the summary when the search finished; every stop says its cause and how to resume."""
+    try:
+        settings, run_id, resuming = resolve(flags, run_id)
+        lock = RunLock(run_path(settings.runs_dir, run_id))
+        stack.callback(lock.release)
+        if resuming:
+            lock.acquire()  # refuse a second process before it starts servers or checks anything
+        settings, embedded = embedded_llm(flags, settings, run_id, resuming, stack, embedded_name)
+        preflight_all(settings)
+        if not resuming:
+            lock.acquire()  # only now may a new run's directory exist
+    except (*BAD_INPUT, RunBusy) as exc:
+        return bad_input(exc), None
+    if embedded is not None:
+        mark_embedded(run_path(settings.runs_dir, run_id), embedded.spec)
+    verb = "resuming" if resuming else "starting"
+    print(f"nasloop: {verb} run {run_id} in {run_path(settings.runs_dir, run_id)}", file=sys.stderr)
+    resume_hint = f"the run is saved, resume it with `python -m agent.run --run-id {run_id}`"
+    try:
+        result = search(settings, run_id, resuming, quiet=False)
+        result.update(finish(settings, run_id))
+    except InfrastructureFault as exc:  # BackendUnavailable mid-run included
+        print(
+            f"nasloop: stopped by an infrastructure fault, no candidate charged: {exc}; "
+            f"{resume_hint}",
+            file=sys.stderr,
+        )
+        return EXIT_INFRASTRUCTURE, None
+    except LLMUnavailable as exc:
+        print(f"nasloop: stopped: {exc}; {resume_hint}", file=sys.stderr)
+        return 1, None
+    except KeyboardInterrupt:
+        print(f"nasloop: interrupted; {resume_hint}", file=sys.stderr)
+        return 130, None
+    return 0, result

@@ -4,7 +4,7 @@
         [--cold-repeats N] [--json PATH]
 
 Each backend dry-runs two candidates `--repeats` times, alternating: `ok`, the reference net
-(tools/reference_net.py), and `shape`, the same net with its head's in_features wrong (it fails at
+(`tools.reference_net`), and `shape`, the same net with its head's in_features wrong (it fails at
 the last layer, after the whole conv stack ran, and comes back with a shape trace). The figure is
 Evaluator.dry_run's wall time as a search pays it: job dir, sandbox, runner (import, build, one
 forward pass of two images), report read on the host. The warm backend's first job, which starts
@@ -18,7 +18,7 @@ Measured on 2026-12-02 (2-core Xeon, no GPU, mnist5k; the machine shared with ot
 average 3-24): warm worker, median of 20, 0.26 s (ok) / 0.31 s (shape) at load ~3-6, 0.88 s /
 0.94 s at load ~12, 1.49 s / 1.39 s at load ~16, 3.21 s / 3.60 s at load ~22, 0.10-0.14 s of CPU
 per dry run; a container per candidate, median of 10 (`--cold-repeats 10`), 2.04 s / 2.08 s at
-load ~3-5 and 24.8 s / 29.8 s at load ~16. Details in sandbox/dry_run.py's docstring.
+load ~3-5 and 24.8 s / 29.8 s at load ~16. Details in `sandbox.dry_run`'s docstring.
 """
 
 from __future__ import annotations

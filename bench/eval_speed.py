@@ -3,16 +3,16 @@
     python -m bench.eval_speed [--dataset mnist5k] [--data-dir DIR] [--seeds 0 1 2]
         [--train-limit N] [--threads 2] [--device auto] [--json PATH]
 
-For each seed, tools/reference_net.py's Net trains for one epoch on the prepared train split twice,
-one run after the other (never in parallel: on a 2-core machine concurrent runs slow each other
-2.5-4x), alternating which goes first so that warm caches favour neither:
+For each seed, the reference net (`tools.reference_net.Net`) trains for one epoch on the prepared
+train split twice, one run after the other (never in parallel: on a 2-core machine concurrent
+runs slow each other 2.5-4x), alternating which goes first so that warm caches favour neither:
   paper  bench.paper_trainer, in this process: PIL images, transforms, DataLoader with 2 workers
-  ours   sandbox/inside/runner.py as a bare subprocess (no sandbox): uint8 tensors, batch augmentation
+  ours   our runner as a bare subprocess (no sandbox): uint8 tensors, batch augmentation
 Both predict the validation split and are scored here, with labels neither trainer saw.
 train s = the epoch loop; wall s = everything, from loading the tensors and starting the DataLoader
 (paper) or from starting the process, interpreter and torch import included (ours).
 Ratios are paper / ours (above 1: ours is faster); the accuracy delta is ours - paper, in points.
-`--dataset synthetic-cifar` is learnable CIFAR-shaped data (bench/synthetic.py) with CIFAR-10's
+`--dataset synthetic-cifar` is learnable CIFAR-shaped data (`synthetic_cifar`) with CIFAR-10's
 split sizes (45k train, 5k val): CIFAR-10's timings, and accuracies that compare the trainers.
 `--autocast off` makes ours train in fp32 like the paper's code (default: the runner's `auto`).
 
@@ -75,7 +75,7 @@ def run_paper(ds: PreparedDataset, seed: int, args: argparse.Namespace, _work: P
 
 
 def run_ours(ds: PreparedDataset, seed: int, args: argparse.Namespace, work: Path) -> Outcome:
-    """sandbox/inside/runner.py in a fresh interpreter, started the way the backends start it."""
+    """Our runner in a fresh interpreter, started the way the backends start it."""
     job, out = work / f"job-{seed}", work / f"out-{seed}"
     job.mkdir()
     out.mkdir()

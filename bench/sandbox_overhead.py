@@ -3,7 +3,7 @@
     python -m bench.sandbox_overhead [--dataset synthetic-cifar] [--backends docker-warm docker
         process] [--repeats 2] [--train-limit N] [--json PATH]
 
-bare        sandbox/inside/runner.py's run() called in this process, which has already imported torch
+bare        the runner's run() called in this process, which has already imported torch
             and run this very net once: no interpreter, no import, no container, no isolation,
             and its kernels already warm. The strict floor.
 bare-process  the runner as a plain process of its own, no sandbox: interpreter, torch import

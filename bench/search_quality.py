@@ -265,14 +265,13 @@ def main(argv: list[str] | None = None) -> int:
 def measure(
     args: argparse.Namespace, name: str, base_url: str, model: str, extra: list[str]
 ) -> int:
-    from agent import run as agent_run
-    from agent.settings import Settings, load_settings
+    from agent.flags import parse_setting_flags
+    from agent.settings import load_settings
     from sandbox.settings import SettingsError, bad_input
 
     extra = ["--generator-base-url", base_url, "--dataset", args.dataset, *extra]
-    flags = vars(agent_run.build_parser().parse_args(extra))  # a bad flag stops us here
+    fields = parse_setting_flags(extra)  # a bad flag stops us here
     try:
-        fields = {k: v for k, v in flags.items() if k in Settings.model_fields and v is not None}
         runs_dir = load_settings(**fields).runs_dir
     except SettingsError as exc:
         return bad_input(exc)

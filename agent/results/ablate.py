@@ -257,14 +257,21 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
 
 
 def _agent_run(argv: list[str]) -> int:
-    """One `python -m agent.run`, in this process, its output on stderr; its exit code."""
-    from agent import run as agent_run
+    """One search to its end, in this process, its output on stderr; its exit code. `argv` is
+    the run's command line (the variant's flags, then the user's), read by the flags parser."""
+    from agent.flags import parse_setting_flags
+    from agent.search import run_to_end
 
-    with contextlib.redirect_stdout(sys.stderr):
+    run_id = None
+    if "--run-id" in argv:  # the run's id is no setting: it names the run the flags are for
+        at = argv.index("--run-id")
+        run_id, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
+    with contextlib.redirect_stdout(sys.stderr), contextlib.ExitStack() as stack:
         try:
-            return int(agent_run.main(argv))
+            flags = parse_setting_flags(argv)
         except SystemExit as exc:  # argparse refusing a flag
             return exc.code if isinstance(exc.code, int) else 2
+        return run_to_end(flags, run_id, stack)[0]
 
 
 def run_one(
@@ -363,14 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
 
-    from agent import run as agent_run
-    from agent.settings import Settings, load_settings
+    from agent.flags import parse_setting_flags
+    from agent.settings import load_settings
     from sandbox.settings import SettingsError, bad_input
 
     name = args.name or time.strftime("ablate-%Y%m%d-%H%M%S")
-    flags = vars(agent_run.build_parser().parse_args(extra))  # a bad flag stops us here
+    fields = parse_setting_flags(extra)  # a bad flag stops us here
     try:
-        fields = {k: v for k, v in flags.items() if k in Settings.model_fields and v is not None}
         runs_dir = load_settings(**fields).runs_dir
     except SettingsError as exc:
         return bad_input(exc)

@@ -117,7 +117,8 @@ def test_the_old_negated_names_still_work_everywhere(
     --no-history) all switch the positive setting off; the new name wins where both are given;
     the old name is never written back; no flag is a double negative."""
     from agent.archive.paths import reopen, save_settings
-    from agent.run import build_parser, setting_flags
+    from agent.flags import setting_flags
+    from agent.run import build_parser
     from agent.settings import Settings, load_settings
 
     assert getattr(load_settings(), new) is True
@@ -140,7 +141,8 @@ def test_the_old_negated_names_still_work_everywhere(
 
 
 def test_every_flag_of_agent_run_is_described_and_grouped() -> None:
-    from agent.run import GROUPS, build_parser
+    from agent.flags import GROUPS
+    from agent.run import build_parser
 
     parser = build_parser()
     titles = [group.title for group in parser._action_groups]
