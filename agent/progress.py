@@ -50,7 +50,7 @@ class InOrder:
         return self.release_through(max(self.held, default=self.next - 1))
 
 
-class Tally:
+class Scoreboard:
     """The running numbers both views show, taken from the candidates in iteration order."""
 
     def __init__(self, iterations: int, start: dict[str, Any]) -> None:
@@ -95,7 +95,7 @@ def _clock(seconds: float | None) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def candidate_line(event: dict[str, Any], tally: Tally) -> str:
+def candidate_line(event: dict[str, Any], tally: Scoreboard) -> str:
     """One finished candidate: `[7/20] w2 best 0.9120 | success 5/7 (71%) | last ok 0.9001`."""
     acc = event.get("val_accuracy")
     trained = acc is not None and event["kind"] == "ok"  # over_limit has an accuracy, too
@@ -116,10 +116,10 @@ class ProgressView(Protocol):
 
 
 class _Ordered:
-    """Feeds events through InOrder and the Tally; subclasses show lines and the stage."""
+    """Feeds events through InOrder and the scoreboard; subclasses show lines and the stage."""
 
     def __init__(self, iterations: int, start: dict[str, Any]) -> None:
-        self.tally = Tally(iterations, start)
+        self.tally = Scoreboard(iterations, start)
         self.order = InOrder(self.tally.done)
 
     def event(self, event: dict[str, Any]) -> None:

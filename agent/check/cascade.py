@@ -4,18 +4,10 @@ in the sandbox (the executor's `dry_run`, queued with training), and the host's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from agent.check.mechanical import (
-    NAME_ERROR,
-    Fix,
-    fix_example_usage,
-    fix_linear_in_features,
-    fix_missing_head,
-    fix_missing_imports,
-    fix_view_size,
-)
+from agent.check.mechanical import mechanical_fix
 from agent.check.static import lint
 from agent.check.step import Fixed
 from agent.state import TaskInfo
@@ -50,23 +42,8 @@ class SandboxChecks:
         return dict(self.executor.dry_run(code))
 
     def fix(self, code: str, failure: dict[str, Any], stage: str) -> Fixed | None:
-        """The first fixer that is sure, in agent.check.mechanical.mechanical_fix's order, with its name."""
-        listed = failure.get("undefined_names")
-        names = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
-        names += NAME_ERROR.findall(str(failure.get("message", "")))  # a NameError at run time
-        fixers: list[tuple[str, Callable[[], Fix | None]]] = [
-            ("example_usage", lambda: fix_example_usage(code, failure)),
-        ]
-        if names:
-            fixers.insert(0, ("imports", lambda: fix_missing_imports(code, names)))
-        else:
-            fixers += [
-                ("view_size", lambda: fix_view_size(code, failure)),
-                ("in_features", lambda: fix_linear_in_features(code, failure)),
-                ("head", lambda: fix_missing_head(code, failure, self.num_classes)),
-            ]
-        for name, fixer in fixers:
-            found = fixer()
-            if found is not None:
-                return Fixed(name, found.code, f"# {found.description}\n{found.diff}")
-        return None
+        """The first mechanical fix that is sure, with its name."""
+        found = mechanical_fix(code, failure, self.num_classes)
+        if found is None:
+            return None
+        return Fixed(found.name, found.code, f"# {found.description}\n{found.diff}")

@@ -22,8 +22,8 @@ from __future__ import annotations
 import ast
 import difflib
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.check.source_edit import (
@@ -43,6 +43,7 @@ from agent.check.source_edit import (
     short,
 )
 from agent.check.static import lint
+from agent.prompts.common import HEAD_TEMPLATE
 from sandbox.dry_run import failed_step, read_shape_trace
 
 # Names a standard import provides, and the import that provides each.
@@ -71,8 +72,6 @@ FROM_IMPORTS = {
     "torch": ("Tensor",),
 }  # fmt: skip
 PROVIDER = {name: module for module, names in FROM_IMPORTS.items() for name in names}
-# the prompt skeleton's head: it cannot get the flattened size wrong
-HEAD = "{nn}Sequential({nn}Flatten(), {nn}LazyLinear(256), {nn}ReLU(), {nn}LazyLinear({classes}))"
 CLASS_COUNT_PARAMS = ("num_classes", "n_classes", "classes", "num_labels", "num_outputs")
 NAME_ERROR = re.compile(r"NameError: name '(\w{1,80})' is not defined")
 VIEW_ERROR = re.compile(r"shape '\[(-?\d+), (\d+)\]' is invalid for input of size (\d+)")
@@ -83,27 +82,35 @@ class Fix:
     code: str  # the whole fixed module
     description: str  # one line: what changed and why
     diff: str  # unified diff, candidate.py before -> after
+    name: str = ""  # the fixer's name, as the archive records it (set by mechanical_fix)
 
 
 def mechanical_fix(
     code: str, problem: Mapping[str, Any], num_classes: int | None = None
 ) -> Fix | None:
-    """The first fixer that can fix `problem`: a LintReport (stage 1) or a dry run's EvalResult.
-
-    A NameError the lint could not see (a name hidden behind a star import) counts as an
-    undefined name too. None when no fixer is sure.
+    """The first fixer that can fix `problem` (a LintReport, or a dry run's EvalResult), its
+    name on the Fix. A NameError the lint could not see (a name hidden behind a star import)
+    counts as an undefined name too. None when no fixer is sure.
     """
     listed = problem.get("undefined_names")
     names = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
     names += NAME_ERROR.findall(str(problem.get("message", "")))
+    fixers: list[tuple[str, Callable[[], Fix | None]]] = [
+        ("example_usage", lambda: fix_example_usage(code, problem)),
+    ]
     if names:
-        return fix_missing_imports(code, names) or fix_example_usage(code, problem)
-    return (
-        fix_example_usage(code, problem)
-        or fix_view_size(code, problem)
-        or fix_linear_in_features(code, problem)
-        or fix_missing_head(code, problem, num_classes)
-    )
+        fixers.insert(0, ("imports", lambda: fix_missing_imports(code, names)))
+    else:
+        fixers += [
+            ("view_size", lambda: fix_view_size(code, problem)),
+            ("in_features", lambda: fix_linear_in_features(code, problem)),
+            ("head", lambda: fix_missing_head(code, problem, num_classes)),
+        ]
+    for name, fixer in fixers:
+        found = fixer()
+        if found is not None:
+            return replace(found, name=name)
+    return None
 
 
 def fix_missing_imports(code: str, undefined_names: Iterable[str]) -> Fix | None:
@@ -196,7 +203,7 @@ def fix_missing_head(
     imports_first = "nn" not in bound_at_top(tree)
     body_line = code.split("\n")[init.body[0].lineno - 1]
     indent = body_line[: len(body_line) - len(body_line.lstrip())]
-    head = HEAD.format(nn="nn.", classes=classes or num_classes)
+    head = HEAD_TEMPLATE.format(nn="nn.", classes=classes or num_classes)
     fixed = insert_lines(code, last.end_lineno or last.lineno, [f"{indent}self.head = {head}"])
     if imports_first:
         fixed = insert_lines(fixed, import_line(tree), [MODULE_IMPORTS["nn"]])

@@ -14,6 +14,14 @@ from sandbox.result import EvalResult
 SUGGESTION_CHARS = 300  # how much of a suggestion/problem the memory keeps (the paper: ~300)
 ERROR_CHARS = 200  # how much of an error message the memory keeps (the paper: ~200)
 
+# The skeleton's classifier head: flatten, then LazyLinear, so no flattened size is ever written
+# by hand. The short prompt shows it as is; the mechanical fix that adds a missing head writes it
+# with the module's own name for torch.nn and its number of classes.
+HEAD_TEMPLATE = (
+    "{nn}Sequential({nn}Flatten(), {nn}LazyLinear(256), {nn}ReLU(), {nn}LazyLinear({classes}))"
+)
+HEAD = HEAD_TEMPLATE.format(nn="nn.", classes="num_classes")
+
 CODE_CHARS = 12_000  # longer code is shown as its head and tail
 TEXT_CHARS = 1_500  # the current suggestion, constraints, an error message in full view
 TRACEBACK_CHARS = 1_500  # the tail of a traceback the Improver sees

@@ -13,6 +13,7 @@ from __future__ import annotations
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agent.prompts.common import (
+    HEAD,
     TEXT_CHARS,
     clip_block,
     code_block,
@@ -24,7 +25,6 @@ from agent.prompts.common import (
 from agent.state import Candidate, TaskInfo, Triple
 
 # The head every skeleton shows, and the one a mechanical fix adds when a module forgot it.
-HEAD = "nn.Sequential(nn.Flatten(), nn.LazyLinear(256), nn.ReLU(), nn.LazyLinear(num_classes))"
 
 _SYSTEM = (
     "You write small PyTorch image classifiers. "

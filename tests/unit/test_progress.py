@@ -15,7 +15,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 
 from agent.graph import build_graph
-from agent.progress import InOrder, PlainProgress, Tally, candidate_line, progress_view
+from agent.progress import InOrder, PlainProgress, Scoreboard, candidate_line, progress_view
 from agent.settings import Settings
 from tests.unit.test_graph import SCRIPT, RecordingChat, roles
 
@@ -93,7 +93,9 @@ def test_in_order_holds_later_candidates_and_a_join_releases_the_rest() -> None:
 def test_plain_when_not_a_terminal_and_lines_as_before() -> None:
     out = io.StringIO()
     assert isinstance(progress_view(5, {}, stream=out), PlainProgress)
-    tally = Tally(5, {"iteration": 2, "ok_count": 1, "best": {"result": {"val_accuracy": 0.5}}})
+    tally = Scoreboard(
+        5, {"iteration": 2, "ok_count": 1, "best": {"result": {"val_accuracy": 0.5}}}
+    )
     event = {"iteration": 2, "kind": "shape", "message": "mat1 and mat2", "worker": None}
     tally.take(event)
     assert candidate_line(event, tally) == (
