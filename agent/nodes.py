@@ -203,7 +203,7 @@ def branch_settings(settings: Settings, branch: Branch) -> Settings:
 
 
 def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """The check step (agent/check/step.py: novelty, lint, dry run, fixes), then training through the
+    """The check step (novelty, lint, dry run, fixes), then training through the
     `train_candidate` tool; every attempt and the iteration are archived before moving on.
 
     In a parallel round's branch only `round` is written; `improve` joins the round.

@@ -1,6 +1,6 @@
-"""The real checks behind the check step: pyflakes lint on the host (agent/check/static.py), the dry run
-in the sandbox (the executor's `dry_run`, queued with training), and the host's mechanical fixes
-(agent/check/mechanical.py), each named so the archive says which one changed the code."""
+"""The real checks behind the check step: the static lint on the host, the dry run in the sandbox
+(the executor's `dry_run`, queued with training), and the host's mechanical fixes, each named so
+the archive says which one changed the code."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ Each answer is an archived attempt (source `repair` or `resample`) that goes thr
 cascade. An answer that is a program already seen is a `duplicate` attempt, and its strategy is
 not asked again in the iteration: a model that returns the same mistake when asked to repair
 would return it again. Each is one Generator call: it has its row in the `calls` table and counts
-in the run's `--llm-calls` budget (agent/archive/candidates.py), and none is asked once the budget is spent.
+in the run's `--llm-calls` budget, and none is asked once the budget is spent.
 
 The default is no LLM-side fix (`repair_attempts` 0): issue 15's rule changes a default only on
 the search-quality benchmark's figures (bench/search_quality.py's `repair` and `resample`).

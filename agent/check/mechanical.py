@@ -3,7 +3,7 @@
 Small code models repeat the same few mistakes and do not repair them when told (issue 14): a
 name used without its import, a Linear whose in_features is not the flattened size it receives,
 a `view(-1, N)` with the wrong N, the prompt skeleton's `self.head` used but never defined. Each
-fixer is a pure function of the source and of what the check found (agent/check/static.py's report, or
+fixer is a pure function of the source and of what the check found (the lint's report, or
 the sandbox dry run's result with its shape trace); it returns a Fix (new code, a one-line
 description, a unified diff) or None when it cannot fix the mistake *safely*: a fix that guesses
 is worse than none, since the search would then train a network the model never wrote.

@@ -2,8 +2,8 @@
 
 With code to edit (the best network, which both styles show), the style's system line and its
 closing contract (one whole module in a ```python block) give way to a contract that asks for
-SEARCH/REPLACE blocks against that code (agent/replies/edits.py reads them). Its example is cut from the
-code itself, so the example's SEARCH line really is in the code. `auto` adds that a whole module
+SEARCH/REPLACE blocks against that code (`code_from_reply` reads them). Its example is cut from
+the code itself, so the example's SEARCH line really is in the code. `auto` adds that a whole module
 is read too. With no code to edit, the messages stay as they are: a whole module is asked for.
 The contract holds no blank line: a re-ask's note goes in before the last paragraph.
 """

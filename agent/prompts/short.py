@@ -58,7 +58,10 @@ def short_generator_messages(
     window: list[Triple],
     constraints: str = "",
 ) -> list[BaseMessage]:
-    """Task, skeleton (or the best network), what the loop learned, then the contract."""
+    """Task, skeleton (or the best network), what the loop learned, then the contract.
+
+    The same signature as the paper style's `generator_messages`, on purpose: the node picks one
+    by `prompt_style` and calls it the same way."""
     _, bchw = shape(task)
     classes = task.get("num_classes", 10)
     dims = task.get("input_shape") or [3]

@@ -13,11 +13,11 @@ of the ablation switches, so a switch left on in `.env` cannot leak into another
 Variants: full (the method), no_history (the Generator sees no window, K=0), no_improver (no
 suggestions, no triples), no_reference (no best code in the prompt), single_shot (the Generator
 sees only the task and no Improver runs: the baseline), diff and auto (the full method, its
-Generator editing the best network with SEARCH/REPLACE blocks: agent/replies/edits.py), and for the
-search-quality benchmark no_memory, no_novelty, no_auto_fix, paper_prompts, best_of_k, and repair,
-resample and repair_resample (the full method with two LLM-side fixes per failed iteration: repair
-requests, hotter resamples, or one of each: agent/check/llm_fixes.py). Runs skip the final test unless
-the extra flags ask for it (`-- --final-top-k 1`): the comparison is about the searches.
+Generator editing the best network with SEARCH/REPLACE blocks), and for the search-quality
+benchmark no_memory, no_novelty, no_auto_fix, paper_prompts, best_of_k, and repair, resample and
+repair_resample (the full method with two LLM-side fixes per failed iteration: repair requests,
+hotter resamples, or one of each). Runs skip the final test unless the extra flags ask for it
+(`-- --final-top-k 1`): the comparison is about the searches.
 
 Writes `<runs dir>/ablations/<name>/`: `results.json` (every run's best-so-far curve and numbers,
 and per variant the mean, sample standard deviation, min and max over seeds at each iteration),
@@ -286,8 +286,8 @@ def run_one(
     """One (variant, seed) run, to a budget of iterations or of LLM calls; its exit code.
 
     A budget of calls is the run's own `--llm-calls` setting (the loop stops before the next
-    Improver call once the archive counts that many: agent/archive/candidates.py), with as many iterations
-    allowed as calls, since every iteration makes at least one. A run stops at most one
+    Improver call once the search's state counts that many), with as many iterations allowed as
+    calls, since every iteration makes at least one. A run stops at most one
     iteration's calls (Improver, Generator, its re-asks) past the budget; a repair or resample
     is never asked once the budget is spent.
     """
