@@ -117,7 +117,7 @@ class Settings(SandboxSettings):
     edit_mode: Literal["full", "diff", "auto"] = Field(
         "full",
         description="full: the Generator writes whole modules; diff: SEARCH/REPLACE edit blocks "
-        "against the code it is shown (agent/replies/edits.py); auto: either",
+        "against the code it is shown; auto: either",
     )
 
     final_top_k: int = Field(

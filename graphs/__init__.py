@@ -1,1 +1,1 @@
-"""`graphs/nas.py` exports the compiled search graph, `graph`, for `langgraph.json`."""
+"""The compiled search graph, `graphs.nas.graph`, exported for `langgraph.json`."""

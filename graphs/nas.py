@@ -1,4 +1,4 @@
-"""The search graph for `langgraph.json` (Studio, `langgraph dev`): built in agent/graph.py.
+"""The search graph for `langgraph.json` (Studio, `langgraph dev`): the agent's own graph.
 
 `graph` is compiled without a checkpointer, as `langgraph dev` requires (it brings its own).
 """
