@@ -6,7 +6,7 @@ exercised in tests/integration/test_infra_process.py and test_infra_docker.py).
 
 from __future__ import annotations
 
-import json
+import pickle
 import re
 from pathlib import Path
 
@@ -144,4 +144,8 @@ def test_fault_message_is_one_line_cause_then_fix() -> None:
         "engine gone",
         "start it",
     )
-    assert json.dumps(str(fault))  # plain text
+    # A Ray worker's fault reaches the driver pickled (sandbox/ray_executor.py): it must arrive
+    # whole, its cause and fix apart, as the run's one line names them
+    back = pickle.loads(pickle.dumps(fault))
+    assert type(back) is InfrastructureFault
+    assert (back.cause, back.fix, str(back)) == ("engine gone", "start it", "engine gone: start it")
