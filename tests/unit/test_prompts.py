@@ -98,9 +98,19 @@ class TestOutcomeText:
         result = new_result("no_code", "the reply held no code", "hash")
         assert outcome_text(result) == "failed (no_code): the reply held no code"
 
-    @pytest.mark.parametrize("bad", [{}, {"kind": None}, {"kind": "ok", "val_accuracy": "x"}])
-    def test_malformed_results_do_not_raise(self, bad: dict[str, Any]) -> None:
-        assert isinstance(outcome_text(cast(EvalResult, bad)), str)
+    @pytest.mark.parametrize(
+        ("bad", "line"),
+        [
+            ({}, "failed (unknown): no message"),
+            ({"kind": None}, "failed (unknown): no message"),
+            ({"kind": "ok", "val_accuracy": "x"}, "ok: val accuracy unknown"),
+            ({"kind": "ok", "val_accuracy": 0.5, "params": "many"}, "ok: val accuracy 0.5000"),
+            ({"kind": "shape", "message": 42}, "failed (shape): 42"),
+            ("not a dict", "failed (unknown): no result"),
+        ],
+    )
+    def test_malformed_results_say_what_is_unknown(self, bad: Any, line: str) -> None:
+        assert outcome_text(cast(EvalResult, bad)) == line
 
 
 # --------------------------------------------------------------------------- Generator
@@ -254,6 +264,9 @@ class TestImproverMessages:
         template = prompt[prompt.index("{") :]
         assert parse_improvement(template) is None  # a model that echoes it gives nothing
 
-    def test_malformed_candidate_does_not_raise(self) -> None:
+    def test_a_malformed_candidate_is_asked_about_as_an_unknown_failure(self) -> None:
         last = Candidate(iteration=1, code="", result=cast(EvalResult, {}))
-        assert improver_messages(TASK, last=last, best=None, window=[])
+        prompt = human(improver_messages(TASK, last=last, best=None, window=[]))
+        assert "## Result of attempt 1\nIt FAILED. Error kind: unknown.\nno message\n" in prompt
+        assert "The network failed with a unknown error. Your ONLY job is to fix" in prompt
+        assert "```python\n" not in prompt  # no code to show
