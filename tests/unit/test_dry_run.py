@@ -25,9 +25,7 @@ from sandbox.data import PreparedDataset
 from sandbox.dry_run import MAX_NAME_CHARS, MAX_STEPS, failed_step, read_shape_trace
 from sandbox.evaluate import Evaluator
 from sandbox.result import EvalResult, new_result
-from tests.unit.test_evaluate import OK_REPORT, ScriptedBackend, outcome, writes
-
-NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
+from tests.helpers.sandbox_jobs import NET, OK_REPORT, ScriptedBackend, outcome, writes
 
 
 class FlatNet(nn.Module):
@@ -273,7 +271,7 @@ def test_a_dry_run_timeout_names_its_own_limit(mnist: PreparedDataset) -> None:
 def test_static_problems_are_answered_without_a_sandbox(mnist: PreparedDataset) -> None:
     ev = dry_evaluator(mnist, writes(OK_REPORT))
     assert ev.dry_run("class Net(:\n")["kind"] == "syntax"
-    assert ev.backend.jobs == 0  # type: ignore[attr-defined]
+    assert len(ev.backend.jobs) == 0  # type: ignore[attr-defined]
 
 
 def test_a_failed_dry_run_carries_its_trace(mnist: PreparedDataset) -> None:
@@ -348,7 +346,7 @@ def test_both_executors_dry_run_in_the_local_sandbox(mnist: PreparedDataset) -> 
     assert LocalExecutor(ev).dry_run(NET)["message"] == "dry run ok: output (2, 10)"
     ray = RayExecutor(SandboxSettings(), ev)  # never connects: a dry run stays on this machine
     assert ray.dry_run(NET)["params"] == 3
-    assert ev.backend.jobs == 2  # type: ignore[attr-defined]
+    assert len(ev.backend.jobs) == 2  # type: ignore[attr-defined]
 
     class TrainOnly:
         def evaluate(self, code: str) -> EvalResult:

@@ -18,22 +18,15 @@ from sandbox.cache import ResultCache
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.faults import InfrastructureFault
+from tests.helpers.sandbox_jobs import NET, ScriptedBackend
 
-NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
 WORKER = Path(evaluate.__file__).with_name("worker.py")
 
 
-class ScriptedBackend:
-    name = "scripted"
-
-    def __init__(self, reached: bool | None, tail: str = "", exit_code: int = 1) -> None:
-        self.reached, self.tail, self.exit_code, self.jobs = reached, tail, exit_code, 0
-
-    def run(self, job: Job) -> RunOutcome:
-        self.jobs += 1
-        return RunOutcome(
-            self.exit_code, False, False, self.tail, 1.0, reached_candidate=self.reached
-        )
+def scripted(reached: bool | None, tail: str = "", exit_code: int = 1) -> ScriptedBackend:
+    """A job that ended with `exit_code`, having reached the candidate or not."""
+    done = RunOutcome(exit_code, False, False, tail, 1.0, reached_candidate=reached)
+    return ScriptedBackend(outcome=done)
 
 
 class BrokenBackend:
@@ -52,7 +45,7 @@ def test_a_job_that_never_reached_the_candidate_is_a_fault_not_a_result(
 ) -> None:
     cache = ResultCache(tmp_path / "cache.sqlite")
     tail = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'torch'\n"
-    backend = ScriptedBackend(reached=False, tail=tail)
+    backend = scripted(reached=False, tail=tail)
     with pytest.raises(InfrastructureFault) as caught:
         make(mnist, backend, cache).evaluate(NET)
     fault = caught.value
@@ -62,7 +55,7 @@ def test_a_job_that_never_reached_the_candidate_is_a_fault_not_a_result(
     # not cached: the same code goes to the sandbox again once it works
     with pytest.raises(InfrastructureFault):
         make(mnist, backend, cache).evaluate(NET)
-    assert backend.jobs == 2
+    assert len(backend.jobs) == 2
     with cache._connect() as db:
         assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
 
@@ -71,11 +64,11 @@ def test_the_same_exit_after_the_marker_is_the_candidates_and_cached(
     mnist: PreparedDataset, tmp_path: Path
 ) -> None:
     cache = ResultCache(tmp_path / "cache.sqlite")
-    backend = ScriptedBackend(reached=True, tail=f"{CANDIDATE_MARKER}\nbye\n")
+    backend = scripted(reached=True, tail=f"{CANDIDATE_MARKER}\nbye\n")
     result = make(mnist, backend, cache).evaluate(NET)
     assert result["kind"] == "runtime" and "exited with code 1" in result["message"]
     assert make(mnist, backend, cache).evaluate(NET)["cached"] is True
-    assert backend.jobs == 1
+    assert len(backend.jobs) == 1
 
 
 def test_a_backend_that_raises_is_a_fault_naming_the_engine(mnist: PreparedDataset) -> None:
@@ -87,7 +80,7 @@ def test_a_backend_that_raises_is_a_fault_naming_the_engine(mnist: PreparedDatas
 def test_a_dataset_the_sandbox_cannot_read_names_the_dataset_fix(mnist: PreparedDataset) -> None:
     tail = "[runner] runtime: OSError: the dataset's train_images.pt cannot be read (during setup)"
     with pytest.raises(InfrastructureFault) as caught:
-        make(mnist, ScriptedBackend(reached=False, tail=tail), None).evaluate(NET)
+        make(mnist, scripted(reached=False, tail=tail), None).evaluate(NET)
     assert "train_images.pt" in caught.value.cause and "NASLOOP_DATA_DIR" in caught.value.fix
 
 
@@ -95,12 +88,12 @@ def test_a_result_cached_by_one_runner_version_is_not_served_to_another(
     mnist: PreparedDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = ResultCache(tmp_path / "cache.sqlite")
-    backend = ScriptedBackend(reached=True)
+    backend = scripted(reached=True)
     make(mnist, backend, cache).evaluate(NET)
     assert make(mnist, backend, cache).evaluate(NET)["cached"] is True  # same runner: served
     monkeypatch.setattr(evaluate, "RUNNER_VERSION", "another-runner")
     assert make(mnist, backend, cache).evaluate(NET)["cached"] is False  # new runner: trained
-    assert backend.jobs == 2
+    assert len(backend.jobs) == 2
 
 
 def test_the_runner_version_is_the_hash_of_the_runner_file() -> None:
@@ -114,11 +107,11 @@ def test_a_result_of_one_backend_is_not_served_to_another(
     mnist: PreparedDataset, tmp_path: Path
 ) -> None:
     cache = ResultCache(tmp_path / "cache.sqlite")
-    process, docker = ScriptedBackend(reached=True), ScriptedBackend(reached=True)
+    process, docker = scripted(reached=True), scripted(reached=True)
     docker.name = "docker"
     make(mnist, process, cache).evaluate(NET)
     assert make(mnist, docker, cache).evaluate(NET)["cached"] is False
-    assert (process.jobs, docker.jobs) == (1, 1)
+    assert (len(process.jobs), len(docker.jobs)) == (1, 1)
 
 
 @pytest.mark.parametrize("cut", range(1, len(CANDIDATE_MARKER)))

@@ -21,8 +21,7 @@ from agent.settings import Settings
 from agent.state import Candidate
 from sandbox.code import code_hash
 from sandbox.result import new_result
-from tests.unit.test_edits import BASE
-from tests.unit.test_prompts import LAST_FAILED, SUGGESTION, TASK, WINDOW, human, ok_result
+from tests.helpers.prompts import BASE, LAST_FAILED, SUGGESTION, TASK, WINDOW, human, ok_result
 
 ROOT = Path(__file__).resolve().parents[2]
 BEST = Candidate(iteration=3, code=BASE, result=ok_result(0.65))

@@ -10,7 +10,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from agent.prompts import SUGGESTION_CHARS
 from agent.prompts_short import HEAD, short_generator_messages, with_note
 from sandbox.code import static_problem
-from tests.unit.test_prompts import BEST, LAST_FAILED, SUGGESTION, TASK, WINDOW, human, text
+from tests.helpers.prompts import BEST, LAST_FAILED, SUGGESTION, TASK, WINDOW, human, text
 
 
 def short(**changes: Any) -> list[BaseMessage]:
