@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def configure_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **kwargs
 
     monkeypatch.setattr(build, "_fetch_source", lambda version, work, log: tmp_path / "src")
     monkeypatch.setattr(build, "_run", run)
-    monkeypatch.setattr(build.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(shutil, "which", lambda tool: f"/usr/bin/{tool}")
     return commands, build.build_llama_server(log=False, **kwargs)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -74,18 +74,18 @@ class TestWindow:
         builder.add_node("improve", improve)
         builder.add_edge(START, "improve")
         builder.add_edge("improve", END)
-        path, config = str(tmp_path / "checkpoints.sqlite"), {"configurable": {"thread_id": "r"}}
+        path = str(tmp_path / "checkpoints.sqlite")
+        config: Any = {"configurable": {"thread_id": "r"}}
+        first: Any = {"window": [triple(0)], "iteration": 1}
         with SqliteSaver.from_conn_string(path) as saver:
-            builder.compile(checkpointer=saver).invoke(
-                {"window": [triple(0)], "iteration": 1}, config
-            )
+            builder.compile(checkpointer=saver).invoke(first, config)
         with SqliteSaver.from_conn_string(path) as saver:  # a new process: the file only
             graph = builder.compile(checkpointer=saver)
             window = graph.get_state(config).values["window"]
             assert window == [
                 Triple(iteration=1, problem="p", suggestion="s", outcome="o", count=2)
             ]
-            graph.invoke({"iteration": 2}, config)
+            graph.invoke(cast(Any, {"iteration": 2}), config)
         with SqliteSaver.from_conn_string(path) as saver:
             window = builder.compile(checkpointer=saver).get_state(config).values["window"]
         assert window == [Triple(iteration=2, problem="p", suggestion="s", outcome="o", count=3)]
