@@ -7,7 +7,7 @@ For each seed, tools/reference_net.py's Net trains for one epoch on the prepared
 one run after the other (never in parallel: on a 2-core machine concurrent runs slow each other
 2.5-4x), alternating which goes first so that warm caches favour neither:
   paper  bench.paper_trainer, in this process: PIL images, transforms, DataLoader with 2 workers
-  ours   sandbox/runner.py as a bare subprocess (no sandbox): uint8 tensors, batch augmentation
+  ours   sandbox/inside/runner.py as a bare subprocess (no sandbox): uint8 tensors, batch augmentation
 Both predict the validation split and are scored here, with labels neither trainer saw.
 train s = the epoch loop; wall s = everything, from loading the tensors and starting the DataLoader
 (paper) or from starting the process, interpreter and torch import included (ours).
@@ -75,7 +75,7 @@ def run_paper(ds: PreparedDataset, seed: int, args: argparse.Namespace, _work: P
 
 
 def run_ours(ds: PreparedDataset, seed: int, args: argparse.Namespace, work: Path) -> Outcome:
-    """sandbox/runner.py in a fresh interpreter, started the way the backends start it."""
+    """sandbox/inside/runner.py in a fresh interpreter, started the way the backends start it."""
     job, out = work / f"job-{seed}", work / f"out-{seed}"
     job.mkdir()
     out.mkdir()

@@ -1,7 +1,7 @@
 """The reference paper's way of training a candidate, rebuilt as the baseline for bench.eval_speed.
 
 Per-sample PIL images from a torchvision dataset object, torchvision transforms, a DataLoader with
-two worker processes, SGD with a cosine schedule stepped once per epoch. `sandbox/runner.py` trains
+two worker processes, SGD with a cosine schedule stepped once per epoch. `sandbox/inside/runner.py` trains
 with the same hyperparameters (PROTOCOL) but keeps the data as uint8 tensors and augments whole
 batches, with no DataLoader; this module exists only to measure that difference.
 """

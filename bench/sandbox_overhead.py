@@ -3,7 +3,7 @@
     python -m bench.sandbox_overhead [--dataset synthetic-cifar] [--backends docker-warm docker
         process] [--repeats 2] [--train-limit N] [--json PATH]
 
-bare        sandbox/runner.py's run() called in this process, which has already imported torch
+bare        sandbox/inside/runner.py's run() called in this process, which has already imported torch
             and run this very net once: no interpreter, no import, no container, no isolation,
             and its kernels already warm. The strict floor.
 bare-process  the runner as a plain process of its own, no sandbox: interpreter, torch import
@@ -47,7 +47,7 @@ import torch
 
 from bench.synthetic import NAME as SYNTHETIC
 from bench.synthetic import synthetic_cifar
-from sandbox import runner
+from sandbox.inside import runner
 from sandbox.backends.base import Backend, Limits
 from sandbox.backends.select import make_backend
 from sandbox.data import PreparedDataset, default_data_dir, prepare

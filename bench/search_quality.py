@@ -37,7 +37,7 @@ from agent.results.ablate import (
     stats,
 )
 from agent.results.quality import NUMBERS, run_quality
-from agent.rundir import run_path
+from agent.archive.paths import run_path
 
 DEFAULT_VARIANTS = (
     "full",
@@ -247,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.base_url is not None:
         return measure(args, name, args.base_url, args.base_url, extra)
 
-    from agent.llm_server.build import ensure_llama_server
-    from agent.llm_server.server import EmbeddedServer
-    from agent.llm_server.settings import ServerError
+    from agent.llm.build import ensure_llama_server
+    from agent.llm.server import EmbeddedServer
+    from agent.llm.embedded_settings import ServerError
 
     try:
         server = EmbeddedServer(

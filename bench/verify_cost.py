@@ -5,7 +5,7 @@
 
 With a hardware limit active, a candidate that claims to fit is measured again outside its own
 process (sandbox/verify.py): its runner exports the trained net (`torch.export`), then a fresh
-sandbox in which no candidate code runs (sandbox/verifier.py) reloads that program, predicts the
+sandbox in which no candidate code runs (sandbox/inside/verifier.py) reloads that program, predicts the
 validation set and measures parameters, FLOPs and latency; peak memory is read by the host from
 the job's cgroup, which costs next to nothing. Each candidate is evaluated twice in a row, as a
 search calls it: without limits, then with all four limits on and generous enough that every

@@ -7,7 +7,7 @@ fixers do not touch convolutions, so only the Generator can fix it. Each respond
 OpenAI-compatible reply function for tests/fakes/openai_server.py, keyed on the model name:
 
 - `LocatingResponder`: writes `CHANNELS_WRONG`; asked to repair it, it corrects the line the
-  request marks as failing (`>> N | ...`, agent/locate.py's excerpt) when that line holds its
+  request marks as failing (`>> N | ...`, agent/check/locate.py's excerpt) when that line holds its
   mistake, and only on some asks (`follows`: about one in four, decided by the request's seed, so
   a test knows which seeds it follows at); otherwise it returns the module unchanged, as the real
   0.5B model did when only told the error (issue 14: two repair turns fixed 0 of 20, the same

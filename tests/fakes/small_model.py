@@ -7,7 +7,7 @@ prompt mattered. `SmallModel` plays the same recorded replies, but reads the req
 
 - shown a network (the best so far, in a ```python block), it copies it back most of the time
   (`copy`), as SmolLM2 and Qwen2.5-0.5B did: the novelty check's duplicates;
-- asked to repair a module whose failing line is marked (`>> N | ...`, agent/locate.py), it
+- asked to repair a module whose failing line is marked (`>> N | ...`, agent/check/locate.py), it
   corrects that line only some of the time (`follow`, when the line is one of `fixes`), and
   otherwise sends the module back unchanged;
 - told a parameter limit ("at most N parameters"), it skips the recorded nets it knows to be
@@ -44,7 +44,7 @@ GENERATOR, IMPROVER = "fake-generator", "fake-improver"
 MARKED = re.compile(r"^>>\s*(\d+) \| (.*)$", re.MULTILINE)
 SHOWN = re.compile(r"```python\n(.*?)```", re.DOTALL)
 LIMIT = re.compile(r"at most ([\d,]+) parameters")
-REPAIR = re.compile(r"Correct the (marked line|error)")  # agent/prompts_fix.py's request
+REPAIR = re.compile(r"Correct the (marked line|error)")  # agent/prompts/fix.py's request
 
 # Parameters of each recorded mnist5k Generator reply (tests/fakes/replies/mnist5k.json) as
 # built by torch, None where it does not build; tests/unit/test_small_model.py keeps it true.

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from sandbox.result import new_result
 
 # (kind, accuracy, params, latency, code) per iteration; code repeats mean a cache hit

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from tests.helpers.agent_cli import agent_run, fake_model_env, persona_server
 
 pytestmark = pytest.mark.docker

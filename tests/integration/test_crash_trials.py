@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from tests.helpers.agent_cli import agent_run, fake_model_env
 from tests.helpers.runs import checkpoint_state, wait_and_kill
 from tests.helpers.sandbox_jobs import PRECHECKED

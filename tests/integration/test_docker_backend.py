@@ -1,6 +1,6 @@
 """The Docker backend against the real engine: each wall of the sandbox, one test each.
 
-The jobs here use tiny hand-written runner.py files, not sandbox/runner.py: they test the
+The jobs here use tiny hand-written runner.py files, not sandbox/inside/runner.py: they test the
 container, not training. Every test ends by checking that none of its containers is left.
 """
 

@@ -123,7 +123,7 @@ def test_no_server(tmp_path: Path, sandbox_image: str):
     assert code == 2
     assert_only_failure(
         lines, "llm generator", "error", f"no OpenAI-compatible server answers at {dead}",
-        "fix: start one (`python -m agent.serve`", "or set NASLOOP_GENERATOR_BASE_URL",
+        "fix: start one (`python -m agent serve`", "or set NASLOOP_GENERATOR_BASE_URL",
         also=("llm improver",),
     )  # fmt: skip
     assert lines["llm improver"][0] == "error"  # it shares the generator's server

@@ -20,8 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.archive import RunArchive
-from agent.calls import CallLog
+from agent.archive.candidates import RunArchive
+from agent.archive.calls import CallLog
 from tests.fakes.edit_replies import EDITED, SCRIPT
 from tests.helpers.agent_cli import agent_run, fake_model_env, llm_server
 

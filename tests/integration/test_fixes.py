@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.fixes import (
+from agent.check.mechanical import (
     fix_example_usage,
     fix_linear_in_features,
     fix_missing_head,
@@ -18,7 +18,7 @@ from agent.fixes import (
     fix_view_size,
     mechanical_fix,
 )
-from agent.lint import lint
+from agent.check.static import lint
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from tests.helpers.sandbox_jobs import limits

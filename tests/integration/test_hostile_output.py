@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from sandbox.backends.base import Backend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from sandbox.image import (
     LABEL_HOST_MOUNTS,
     LABEL_KIND,

@@ -31,12 +31,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from agent.advice_reader import parse_improvement
-from agent.archive import RunArchive
-from agent.llm import ask, make_chat
-from agent.llm_server.build import ensure_llama_server
-from agent.llm_server.models import packaged_model
-from agent.llm_server.server import EmbeddedServer, free_port
+from agent.replies.advice import parse_improvement
+from agent.archive.candidates import RunArchive
+from agent.llm.client import ask, make_chat
+from agent.llm.build import ensure_llama_server
+from agent.llm.models import packaged_model
+from agent.llm.server import EmbeddedServer, free_port
 from agent.settings import RoleConfig
 from sandbox.backends.docker import OWNER_LABEL, parse_owner_label
 from tests.helpers.agent_cli import agent_env, agent_run

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
-from agent.code_reader import extract_code
-from agent.hygiene import UNREADABLE
+from agent.archive.candidates import RunArchive
+from agent.replies.code import extract_code
+from agent.replies.advice_cleaning import UNREADABLE
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, ScriptedResponder
 from tests.helpers.agent_cli import agent_run, fake_model_env
 

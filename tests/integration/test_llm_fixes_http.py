@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
-from agent.calls import CallLog
-from agent.novelty import REASK_SEED_STEP
+from agent.archive.candidates import RunArchive
+from agent.archive.calls import CallLog
+from agent.check.novelty import REASK_SEED_STEP
 from agent.results.quality import run_quality
 from agent.search import search
 from agent.settings import Settings

@@ -1,4 +1,4 @@
-"""agent.llm against a real HTTP server: the real ChatOpenAI, openai SDK and sockets, no mocks.
+"""agent.llm.client against a real HTTP server: the real ChatOpenAI, openai SDK and sockets, no mocks.
 
 The fake server (tests/fakes/openai_server.py) records every request body, so these tests check
 what actually goes over the wire (`max_tokens`, `seed`), and its fault queue drives the retry
@@ -20,7 +20,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
-from agent.llm import LLMUnavailable, ask, make_chat, preflight, text_of
+from agent.llm.client import LLMUnavailable, ask, make_chat, preflight, text_of
 from agent.settings import RoleConfig
 from tests.fakes import MNIST5K_REPLIES, FakeOpenAIServer, ScriptedResponder
 from tests.fakes.openai_server import CHARS_PER_TOKEN, approx_tokens

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm_server.build import ensure_llama_server
-from agent.llm_server.models import (
+from agent.llm.build import ensure_llama_server
+from agent.llm.models import (
     CODER_1_5B,
     CODER_7B,
     embedded_default_model,
     model_label,
     probe_hardware,
 )
-from agent.llm_server.server import free_port
-from agent.llm_server.settings import EmbeddedSettings
+from agent.llm.server import free_port
+from agent.llm.embedded_settings import EmbeddedSettings
 from tests.fakes.hub_server import FakeHub
 from tests.helpers.agent_cli import agent_env, agent_run
 from tests.helpers.gguf import write_tiny_gguf
@@ -50,7 +50,7 @@ def hub_env(tmp_path: Path, hub: FakeHub) -> dict[str, str]:
 
 
 def download_in_child(env: dict[str, str]) -> subprocess.Popen[str]:
-    code = f"from agent.llm_server.download import download; print(download({REPO!r}, {FILE!r}))"
+    code = f"from agent.llm.download import download; print(download({REPO!r}, {FILE!r}))"
     return subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=ROOT,

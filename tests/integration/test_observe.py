@@ -3,7 +3,7 @@
 Against the scripted OpenAI-compatible server (tests/fakes/openai_server.py, the mnist5k replies)
 and the real Docker sandbox:
 - every LLM call of every role archived with its messages, reply, model and what was read from it;
-  `python -m agent.show` prints an iteration's story and its JSON, and refuses unknowns in one line;
+  `python -m agent show` prints an iteration's story and its JSON, and refuses unknowns in one line;
 - the report's lineage graph has one node per archived candidate, its edges are the recorded
   parents, the PNG exists, and "why candidates failed" counts what the archive holds;
 - SIGKILLs at random moments, then resume: every archived candidate has its Generator call (the
@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from agent.archive import CALL_SOURCES, RunArchive
-from agent.calls import CallLog
-from agent.lineage import read_parents
+from agent.archive.candidates import CALL_SOURCES, RunArchive
+from agent.archive.calls import CallLog
+from agent.archive.lineage import read_parents
 from agent.prompts import SUGGESTION_CHARS
 from tests.fakes import MNIST5K_REPLIES
 from tests.helpers.agent_cli import (
@@ -52,7 +52,7 @@ KILLS = int(os.environ.get("NASLOOP_TEST_OBSERVE_KILLS", "5"))
 
 def show(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.show", *args],
+        [sys.executable, "-m", "agent", "show", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

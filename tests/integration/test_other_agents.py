@@ -21,7 +21,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
 import tools.train_candidate as train_candidate_module
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.settings import Settings
 from agent.state import State
 from graphs.nas import graph as nas_graph

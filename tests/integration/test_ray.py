@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from sandbox.ray_executor import TASK_NAME
 from tests.helpers.agent_cli import agent_run, fake_model_env, llm_server
 from tests.helpers.ray_cluster import RayCluster

@@ -5,7 +5,7 @@ Docker sandbox, mnist5k, an OpenAI-compatible HTTP server replaying recorded sma
 with a parameter limit, then every artefact it leaves is checked the way a user would check it:
 the report's numbers against the archive, the plots as images, the final test's separation from
 the search (which data each sandbox job was handed), the exported network in a fresh interpreter,
-and the settings to reproduce. A second test runs `python -m agent.ablate` on a tiny budget.
+and the settings to reproduce. A second test runs `python -m agent ablate` on a tiny budget.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def test_report_files_plots_and_every_number(run: Run) -> None:
     for name in ("accuracy.png", "success_rate.png", "pareto.png"):
         assert f"({name})" in text
 
-    # `python -m agent.report` rebuilds the same report from the archive alone
+    # `python -m agent report` rebuilds the same report from the archive alone
     from agent.results.report import main as report_main
 
     shutil.rmtree(report)
@@ -292,7 +292,7 @@ def test_ablate_two_variants_two_seeds(tmp_path: Path, sandbox_image: str) -> No
     args = ["--variants", "full,single_shot", "--seeds", "0,1", "--iterations", "3"]
     with FakeOpenAIServer(ScriptedResponder.from_file(MNIST5K_REPLIES)) as server:
         done = subprocess.run(
-            [sys.executable, "-m", "agent.ablate", *args, "--name", name, "--json"],
+            [sys.executable, "-m", "agent", "ablate", *args, "--name", name, "--json"],
             cwd=ROOT,
             env=fake_model_env(tmp_path, server.base_url),
             capture_output=True,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from sandbox.backends.docker import JOB_LABEL, OWNER_LABEL, parse_owner_label
 from tests.helpers.agent_cli import agent_run, fake_model_env
 from tests.helpers.paths import ROOT

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.archive import RunArchive
-from agent.llm_server.build import ensure_llama_server
-from agent.llm_server.models import packaged_model
+from agent.archive.candidates import RunArchive
+from agent.llm.build import ensure_llama_server
+from agent.llm.models import packaged_model
 from agent.results.quality import NUMBERS
 from bench.search_quality import DEFAULT_VARIANTS
 from tests.helpers.agent_cli import agent_env

@@ -8,10 +8,10 @@ import json
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-import agent.structured as structured
-from agent.llm import LLMUnavailable, make_chat
+import agent.llm.structured as structured
+from agent.llm.client import LLMUnavailable, make_chat
 from agent.settings import RoleConfig
-from agent.structured import ADVICE_SCHEMA, ask_for_advice
+from agent.llm.structured import ADVICE_SCHEMA, ask_for_advice
 from tests.fakes import FakeOpenAIServer, ScriptedResponder
 
 ADVICE = json.dumps({"problem": "too shallow", "suggestion": "add a conv block"})

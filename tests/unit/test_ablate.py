@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.results.ablate import aggregate, collect, run_argv, run_id_for, stats, write_outputs
 from agent.run import build_parser
 from sandbox.result import new_result

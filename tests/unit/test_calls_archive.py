@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from agent.calls import TEXT_LIMIT, CallLog, clip
-from agent.lineage import read_parents
-from agent.llm import Reply
+from agent.archive.calls import TEXT_LIMIT, CallLog, clip
+from agent.archive.lineage import read_parents
+from agent.llm.client import Reply
 from agent.results import show
 from agent.results.failures import failure_analysis, fault_line, longest_streak
 from agent.results.lineage_plot import lineage_graph, plot_lineage

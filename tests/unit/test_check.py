@@ -1,4 +1,4 @@
-"""The check step (agent/check.py) with fakes that misbehave like small models: a Generator that
+"""The check step (agent/check/step.py) with fakes that misbehave like small models: a Generator that
 repeats itself whatever it is asked, code with mechanical errors, fixes that lead back to code
 already tried. Each mechanism is also run switched off, to show that it is what makes the change.
 """
@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.archive import RunArchive, SeenProgram
-from agent.check import MAX_FIXES, Attempt, Fixed, Iteration, check_and_train
-from agent.novelty import REASKS
+from agent.archive.candidates import RunArchive, SeenProgram
+from agent.check.step import MAX_FIXES, Attempt, Fixed, Iteration, check_and_train
+from agent.check.novelty import REASKS
 from sandbox.code import code_hash
 from sandbox.result import new_result
 
@@ -208,7 +208,7 @@ class TestCascade:
 
 
 def test_an_iteration_run_again_after_a_crash_rewrites_its_attempts(tmp_path: Path) -> None:
-    from agent.check import attempt_recorder
+    from agent.check.step import attempt_recorder
 
     archive = RunArchive(tmp_path)
     first = attempt_recorder(archive, 4)

@@ -13,7 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 import agent.nodes as nodes
 from agent.graph import build_graph
-from agent.hygiene import UNREADABLE
+from agent.replies.advice_cleaning import UNREADABLE
 from agent.prompts import generator_messages
 from agent.settings import Settings
 from sandbox.code import code_hash

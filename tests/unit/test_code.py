@@ -35,7 +35,7 @@ def test_one_defines_net_gate_for_the_precheck_and_the_reply_reader() -> None:
     the precheck, and the reply reader prefers the block that binds it."""
     import ast
 
-    from agent.code_reader import extract_code
+    from agent.replies.code import extract_code
     from sandbox.code import defines_net, static_problem
 
     uses_only = "import torch\nmodel = Net()\n"

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from sandbox import runner
+from sandbox.inside import runner
 from sandbox.backends.base import Job, Limits, RunOutcome
 from sandbox.cache import ResultCache
 from sandbox.data import PreparedDataset

@@ -1,4 +1,4 @@
-"""Edit blocks (agent/edits.py), read from replies written the way small models write them:
+"""Edit blocks (agent/replies/edits.py), read from replies written the way small models write them:
 fences, CRLF, prose and an example-usage tail around the blocks, snippets copied without their
 indentation, paraphrased or ambiguous SEARCH text, a whole module instead of blocks."""
 
@@ -8,7 +8,7 @@ import ast
 
 import pytest
 
-from agent.edits import (
+from agent.replies.edits import (
     MAX_BLOCKS,
     MAX_REPLY_CHARS,
     EditContext,

@@ -10,7 +10,7 @@ import pytest
 
 import agent.results.final_test
 import agent.results.report
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.search import finish
 from agent.settings import Settings
 from tests.helpers.archive import write_archive

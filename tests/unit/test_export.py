@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.results.export import env_line, export_run
 from agent.settings import Settings
 from sandbox.data import PreparedDataset

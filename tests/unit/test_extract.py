@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from agent.advice_reader import parse_improvement
-from agent.code_reader import extract_code
+from agent.replies.advice import parse_improvement
+from agent.replies.code import extract_code
 
 NET = """import torch
 import torch.nn as nn

@@ -1,6 +1,6 @@
 """The mechanical fixes, on modules broken the way a 0.5B code model breaks them.
 
-The dry-run results below are written as sandbox/runner.py reports them (its format is pinned by
+The dry-run results below are written as sandbox/inside/runner.py reports them (its format is pinned by
 tests/unit/test_dry_run.py); tests/integration/test_fixes.py gets them from real dry runs in the
 Docker sandbox and proves that each fixed module then passes one.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.fixes import (
+from agent.check.mechanical import (
     fix_example_usage,
     fix_linear_in_features,
     fix_missing_head,
@@ -21,7 +21,7 @@ from agent.fixes import (
     fix_view_size,
     mechanical_fix,
 )
-from agent.lint import lint
+from agent.check.static import lint
 
 BROKEN = Path(__file__).parents[1] / "candidates" / "broken"
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from sandbox import runner
+from sandbox.inside import runner
 from sandbox.backends.base import Job, RunOutcome
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import evaluator_from_settings

@@ -116,7 +116,7 @@ def test_checkpoint_does_not_grow_with_iterations(
 def test_a_budget_of_llm_calls_stops_the_search(
     tmp_path: Path, roles: dict[str, RecordingChat]
 ) -> None:
-    from agent.archive import RunArchive
+    from agent.archive.candidates import RunArchive
 
     for budget in (6, 7):  # even: the last call goes to the Generator, not to the Improver
         for chat in roles.values():

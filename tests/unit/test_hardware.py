@@ -17,7 +17,7 @@ from torch import nn
 
 from agent.prompts import constraints_text, generator_messages
 from agent.settings import Settings
-from sandbox import runner
+from sandbox.inside import runner
 from sandbox.backends.base import Job, Limits
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator, held_out_evaluator

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.lint import MAX_SOURCE_BYTES, lint
+from agent.check.static import MAX_SOURCE_BYTES, lint
 
 BROKEN = Path(__file__).parents[1] / "candidates" / "broken"
 GOOD = """

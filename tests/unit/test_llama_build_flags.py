@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agent.llm_server import build
-from agent.llm_server.build import (
+from agent.llm import build
+from agent.llm.build import (
     cached_llama_server,
     find_llama_server,
 )

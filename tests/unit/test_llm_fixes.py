@@ -1,4 +1,4 @@
-"""The LLM-side fixes (agent/llm_fixes.py, agent/check.py, agent/ask_again.py): repair requests
+"""The LLM-side fixes (agent/check/llm_fixes.py, agent/check/step.py, agent/check/ask_again.py): repair requests
 that locate the error, hotter resamples told the error, and their calls counted and capped.
 
 The Generator is a real HTTP server (tests/fakes/openai_server.py) playing tests/fakes/repairs.py's
@@ -17,18 +17,18 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-import agent.prompts_fix as prompts_fix
-from agent.archive import RunArchive
-from agent.ask_again import Again, fixer
-from agent.calls import CallLog
-from agent.cascade_checks import SandboxChecks
-from agent.check import Attempt, GeneratorCost, Iteration, attempt_recorder, check_and_train
-from agent.code_reader import extract_code
-from agent.llm import make_chat
-from agent.llm_fixes import calls_left, fix_plan
-from agent.locate import excerpt, locate, trace_lines
-from agent.novelty import REASK_SEED_STEP
-from agent.prompts_fix import repair_messages, resample_note
+import agent.prompts.fix as prompts_fix
+from agent.archive.candidates import RunArchive
+from agent.check.ask_again import Again, fixer
+from agent.archive.calls import CallLog
+from agent.check.cascade import SandboxChecks
+from agent.check.step import Attempt, GeneratorCost, Iteration, attempt_recorder, check_and_train
+from agent.replies.code import extract_code
+from agent.llm.client import make_chat
+from agent.check.llm_fixes import calls_left, fix_plan
+from agent.check.locate import excerpt, locate, trace_lines
+from agent.check.novelty import REASK_SEED_STEP
+from agent.prompts.fix import repair_messages, resample_note
 from agent.results.ablate import run_argv
 from agent.results.quality import run_quality
 from agent.run import build_parser
@@ -413,8 +413,8 @@ def test_repairs_count_as_calls_and_as_fixes_in_the_quality_numbers(tmp_path: Pa
 
 
 def test_a_shape_step_reads_the_same_in_the_repair_request_as_in_the_runner_report() -> None:
-    from agent import locate
-    from sandbox import runner
+    from agent.check import locate
+    from sandbox.inside import runner
 
     steps = [
         {"module": "features.0", "type": "Conv2d", "out": [2, 16, 28, 28]},

@@ -9,8 +9,8 @@ from typing import Any, cast
 
 import pytest
 
-from agent.advice_reader import parse_improvement
-from agent.hygiene import UNREADABLE, clean_advice, clean_field
+from agent.replies.advice import parse_improvement
+from agent.replies.advice_cleaning import UNREADABLE, clean_advice, clean_field
 from agent.prompts import generator_messages
 from agent.state import State, TaskInfo, Triple, WindowUpdate, push_triples, update_window
 from tests.fakes.mistakes import ADVICE

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm_server.models import (
+from agent.llm.models import (
     ALL_LAYERS,
     CODER_1_5B,
     CODER_7B,
@@ -21,7 +21,7 @@ from agent.llm_server.models import (
     packaged_model,
     probe_hardware,
 )
-from agent.llm_server.settings import EmbeddedSettings, ServerError
+from agent.llm.embedded_settings import EmbeddedSettings, ServerError
 from tests.fakes.hub_server import FakeHub
 
 GPU = "NVIDIA L4"
@@ -178,7 +178,7 @@ def test_probe_finds_the_hub_at_hf_endpoint_and_not_at_a_dead_one(
 def test_the_gpu_choice_reaches_llama_server_as_a_cuda_build_with_every_layer_offloaded(
     tmp_path: Path,
 ):
-    from agent.llm_server.server import server_for
+    from agent.llm.server import server_for
 
     model = tmp_path / "coder.gguf"
     model.write_bytes(b"GGUF")

@@ -7,7 +7,7 @@ from typing import Any, cast
 import pytest
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from agent.advice_reader import parse_improvement
+from agent.replies.advice import parse_improvement
 from agent.prompts import (
     ERROR_CHARS,
     SUGGESTION_CHARS,

@@ -1,4 +1,4 @@
-"""The Generator's request for edit blocks (agent/prompts_edit.py) in both prompt styles, and the
+"""The Generator's request for edit blocks (agent/prompts/edit.py) in both prompt styles, and the
 check step's record of an edited reply: its diff from the code shown, or its `bad_edit`."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage, SystemMessage
 
-from agent.archive import SeenProgram
-from agent.check import Attempt, Iteration, check_and_train
-from agent.edits import EditContext, code_from_reply
+from agent.archive.candidates import SeenProgram
+from agent.check.step import Attempt, Iteration, check_and_train
+from agent.replies.edits import EditContext, code_from_reply
 from agent.prompts import generator_messages
-from agent.prompts_edit import MARKERS, edit_base, edit_request
-from agent.prompts_short import short_generator_messages, with_note
+from agent.prompts.edit import MARKERS, edit_base, edit_request
+from agent.prompts.short import short_generator_messages, with_note
 from agent.settings import Settings
 from agent.state import Candidate
 from sandbox.code import code_hash

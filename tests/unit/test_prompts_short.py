@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agent.prompts import SUGGESTION_CHARS
-from agent.prompts_short import HEAD, short_generator_messages, with_note
+from agent.prompts.short import HEAD, short_generator_messages, with_note
 from sandbox.code import static_problem
 from tests.helpers.prompts import BEST, LAST_FAILED, SUGGESTION, TASK, WINDOW, human, text
 

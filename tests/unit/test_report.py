@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.results.numbers import average_ranks, pareto_front, spearman, summarise
 from agent.results.report import write_report
 from tests.helpers.archive import write_archive

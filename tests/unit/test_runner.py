@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sandbox import runner
+from sandbox.inside import runner
 
 
 def test_augment_keeps_shape_and_is_identity_when_off() -> None:

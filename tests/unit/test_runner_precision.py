@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from sandbox import runner
+from sandbox.inside import runner
 
 CPU = torch.device("cpu")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.results.ablate import run_argv, run_id_for
 from agent.results.quality import NUMBERS, run_quality
 from agent.run import build_parser

@@ -15,7 +15,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ValidationError
 
 import agent.search
-from agent.llm import LLMUnavailable
+from agent.llm.client import LLMUnavailable
 from agent.settings import Settings
 from tests.fakes import FakeOpenAIServer
 from tests.helpers.paths import ROOT

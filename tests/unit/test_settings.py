@@ -59,7 +59,7 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_setting_is_documented_in_env_example() -> None:
     from pathlib import Path
 
-    from agent.llm_server.settings import EmbeddedSettings
+    from agent.llm.embedded_settings import EmbeddedSettings
     from agent.settings import Settings
 
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
@@ -117,7 +117,7 @@ def test_the_old_negated_names_still_work_everywhere(
     --no-history) all switch the positive setting off; the new name wins where both are given;
     the old name is never written back; no flag is a double negative."""
     from agent.run import build_parser, setting_flags
-    from agent.rundir import reopen, save_settings
+    from agent.archive.paths import reopen, save_settings
     from agent.settings import Settings, load_settings
 
     assert getattr(load_settings(), new) is True

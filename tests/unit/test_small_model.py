@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from agent.code_reader import extract_code
+from agent.replies.code import extract_code
 from tests.fakes import MNIST5K_REPLIES
 from tests.fakes.repairs import CHANNELS_WRONG, RIGHT_LINE, WRONG_LINE
 from tests.fakes.small_model import GENERATOR, IMPROVER, MNIST5K_SIZES, SmallModel

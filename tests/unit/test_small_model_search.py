@@ -19,9 +19,9 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 import agent.nodes as nodes
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from agent.graph import build_graph
-from agent.hygiene import UNREADABLE
+from agent.replies.advice_cleaning import UNREADABLE
 from agent.settings import Settings
 from sandbox.code import code_hash
 from sandbox.result import EvalResult, new_result

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from agent.archive import RunArchive
+from agent.archive.candidates import RunArchive
 from sandbox.backends.base import Limits
 from sandbox.code import MAX_OPERATORS_PER_STATEMENT, MAX_SOURCE_BYTES, code_hash, static_problem
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-from sandbox.report import read_report
+from sandbox.job_report import read_report
 from sandbox.scoring import InvalidPredictions, read_predictions
 from sandbox.untrusted import MAX_REPORT_BYTES, TEXT_LIMITS, HostileOutput, read_bounded
 from tests.helpers.sandbox_jobs import NET, ScriptedBackend

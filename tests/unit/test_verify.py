@@ -1,6 +1,6 @@
 """Verified metrics without a sandbox: the verifier's checks on an exported program, the labels
 each figure carries, and which limit a self-reported figure fails (sandbox/verify.py,
-sandbox/verifier.py). The twins themselves run in tests/integration/test_verified_metrics.py."""
+sandbox/inside/verifier.py). The twins themselves run in tests/integration/test_verified_metrics.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from sandbox import runner, verifier
+from sandbox.inside import runner, verifier
 from sandbox.backends.docker import DockerBackend
 from sandbox.backends.process import ProcessBackend
 from sandbox.backends.warm import WarmDockerBackend
