@@ -17,6 +17,7 @@ OpenAI-compatible reply function for tests/fakes/openai_server.py, keyed on the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -63,11 +64,23 @@ def last_user_text(body: dict[str, Any]) -> str:
     return content if isinstance(content, str) else ""
 
 
-class LocatingResponder:
-    """Fixes its mistake only when the request points at the failing line (see the module doc)."""
+FOLLOW_RATE = 0.25  # the share of pointed repairs a small model follows (see the module doc)
 
-    def __init__(self) -> None:
+
+def follows(seed: object, rate: float = FOLLOW_RATE, salt: str = "repair") -> bool:
+    """Whether a small model follows the request sampled with `seed`: deterministic, so a test
+    can name the seeds it follows at, and spread like a coin with bias `rate` over seeds."""
+    digest = hashlib.sha256(f"{salt}:{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+class LocatingResponder:
+    """Fixes its mistake only when the request points at the failing line, and then only when
+    `follows` says so for the request's seed (see the module doc)."""
+
+    def __init__(self, rate: float = FOLLOW_RATE) -> None:
         self.models = [GENERATOR, IMPROVER]
+        self.rate = rate
 
     def __call__(self, body: dict[str, Any]) -> str:
         model = str(body.get("model"))
@@ -76,7 +89,8 @@ class LocatingResponder:
         if model != GENERATOR:
             raise UnknownModel(f"The model `{model}` does not exist. Known: {self.models}")
         marked = [text for _, text in MARKED.findall(last_user_text(body))]
-        if any(text.rstrip() == WRONG_LINE.rstrip() for text in marked):
+        pointed = any(text.rstrip() == WRONG_LINE.rstrip() for text in marked)
+        if pointed and follows(body.get("seed"), self.rate):
             return "Here is the corrected module.\n\n" + CHANNELS_RIGHT
         return CHANNELS_WRONG
 

@@ -52,12 +52,12 @@ def nothing_left_behind(docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> 
     container, no sandbox-uid process, no cgroup (a process job's, or the parent a container was
     put under), no job dir, no out-dir mount.
 
-    Owner-scoped (see tests/integration/leftovers.py), so that a concurrent test run's jobs on
+    Owner-scoped (see tests/helpers/leftovers.py), so that a concurrent test run's jobs on
     the same machine never fail this test, nor ours theirs.
     """
     from sandbox.backends.cgroup import Cgroup
     from sandbox.backends.container_memory import JobParent
-    from tests.integration import leftovers
+    from tests.helpers import leftovers
 
     ours: list[str] = []  # names of the cgroups this process made (process jobs, container parents)
     create = Cgroup.create.__func__  # type: ignore[attr-defined]
@@ -94,7 +94,7 @@ def nothing_left_behind(docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> 
 def llm_url() -> Iterator[str]:
     """The recorded small-model replies for mnist5k: `fake-generator` and `fake-improver`."""
     from tests.fakes import MNIST5K_REPLIES
-    from tests.integration.agent_cli import llm_server
+    from tests.helpers.agent_cli import llm_server
 
     with llm_server(MNIST5K_REPLIES) as url:
         yield url
@@ -106,7 +106,7 @@ def paced_llm_url() -> Iterator[str]:
     that kills a run between two progress lines needs the loop to outlast the kill's delay, and
     the warm sandbox alone may finish several iterations a second."""
     from tests.fakes import MNIST5K_REPLIES
-    from tests.integration.agent_cli import llm_server
+    from tests.helpers.agent_cli import llm_server
 
     with llm_server(MNIST5K_REPLIES, "--reply-delay", "0.5") as url:
         yield url
@@ -120,3 +120,16 @@ def warm_backend(sandbox_image: str) -> Iterator[Any]:
     warm = WarmDockerBackend(image=sandbox_image)
     yield warm
     warm.close()
+
+
+@pytest.fixture(params=["docker", "docker-warm", "process"])
+def backend(request: pytest.FixtureRequest) -> Any:
+    """Each sandbox backend in turn: Docker per job, the session's warm container, process."""
+    from sandbox.backends.docker import DockerBackend
+    from sandbox.backends.process import ProcessBackend
+
+    if request.param == "docker":
+        return DockerBackend(image=request.getfixturevalue("sandbox_image"))
+    if request.param == "docker-warm":
+        return request.getfixturevalue("warm_backend")
+    return ProcessBackend()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agent.archive.candidates import RunArchive
-from tests.integration.agent_cli import agent_env, agent_run, persona_server
+from tests.helpers.agent_cli import agent_run, fake_model_env, persona_server
 
 pytestmark = pytest.mark.docker
 ITERATIONS = 6
@@ -27,11 +27,9 @@ ECHOES = (" -> suggestion: ", " -> outcome: ")
 def search(tmp_path: Path, *flags: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Run the search to its end; the archive's candidates and attempts."""
     with persona_server("mistakes") as url:
-        env = agent_env(
+        env = fake_model_env(
             tmp_path,
-            NASLOOP_GENERATOR_BASE_URL=url,
-            NASLOOP_GENERATOR_MODEL="fake-generator",
-            NASLOOP_IMPROVER_MODEL="fake-improver",
+            url,
             NASLOOP_PROMPT_STYLE="short",
             NASLOOP_TRAIN_LIMIT="300",  # each run trains up to 6 candidates: keep them quick
         )

@@ -30,13 +30,12 @@ from sandbox.backends.workdir import owner_tag
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.hardware import HardwareLimits
-from tests.integration.test_hostile import QUICK
-from tests.integration.test_train_candidate import source
+from tests.helpers.sandbox_jobs import QUICK, limits, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
 HELD_MB = 300
-LIMITS = Limits(timeout_s=180, memory_mb=2048, pids=128, scratch_mb=64)
+LIMITS = limits(timeout_s=180)
 
 
 @pytest.fixture(params=["docker", "docker-warm"])

@@ -15,20 +15,15 @@ import collections
 import json
 import os
 import random
-import signal
 import sqlite3
-import subprocess
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.archive.candidates import RunArchive
-from agent.graph import build_graph
-from tests.integration.agent_cli import agent_env, agent_run
+from tests.helpers.agent_cli import agent_run, fake_model_env
+from tests.helpers.runs import checkpoint_state, wait_and_kill
+from tests.helpers.sandbox_jobs import PRECHECKED
 
 pytestmark = pytest.mark.docker
 TRIALS = int(os.environ.get("NASLOOP_TEST_CRASH_TRIALS", "6"))
@@ -37,52 +32,14 @@ TRIALS = int(os.environ.get("NASLOOP_TEST_CRASH_TRIALS", "6"))
 # enough iterations that every kill lands mid-run (the test fails, rather than passing weakly,
 # when the run ends before the last kill).
 ITERATIONS = 12 + 4 * TRIALS
-PRECHECKED = {"syntax", "no_net", "no_code"}
-
-
-def checkpoint_state(run_dir: Path) -> dict[str, Any]:
-    with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
-        graph = build_graph(checkpointer=saver)
-        snapshot = graph.get_state({"configurable": {"thread_id": run_dir.name}})
-        return dict(snapshot.values)
-
-
-def wait_and_kill(proc: subprocess.Popen[str], rng: random.Random) -> bool:
-    """SIGKILL the run at a random moment after 0-2 finished candidates; False if it ended first.
-
-    Counting progress lines rather than seconds keeps every kill inside the search (an LLM call,
-    a training, an archive or checkpoint write) however fast the sandbox is, and the random delay
-    after the last line decides which of those it interrupts.
-    """
-    progress = threading.Semaphore(0)
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if line.startswith("["):
-                progress.release()
-
-    threading.Thread(target=read, daemon=True).start()
-    for _ in range(rng.randint(0, 2)):
-        while not progress.acquire(timeout=0.5):
-            if proc.poll() is not None:
-                return False
-    time.sleep(rng.uniform(0.0, 1.5))
-    if proc.poll() is not None:
-        return False
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return True
 
 
 def test_random_sigkills_lose_nothing(
     tmp_path: Path, paced_llm_url: str, sandbox_image: str
 ) -> None:
-    env = agent_env(
+    env = fake_model_env(
         tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=paced_llm_url,  # >= 1 s per iteration (see wait_and_kill)
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
+        paced_llm_url,  # >= 1 s per iteration (see wait_and_kill)
         NASLOOP_TRAIN_LIMIT="300",
     )
     args = ("--run-id", "crash", "--iterations", str(ITERATIONS), "--json")

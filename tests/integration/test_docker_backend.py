@@ -278,11 +278,27 @@ def test_log_flood_keeps_only_the_tail(backend: DockerBackend, make_job: MakeJob
     assert outcome.log_tail.endswith("THE-END\n")
 
 
-def test_failed_start_leaves_no_container(sandbox_image: str, make_job: MakeJob) -> None:
+def test_failed_start_leaves_no_container(
+    docker_client: Any, sandbox_image: str, make_job: MakeJob
+) -> None:
     # A user the image does not know makes the start fail after create: the "Created" case.
     backend = DockerBackend(image=sandbox_image, user="no-such-user")
+    job = make_job("print('never')\n", timeout_s=30)
+    label = f"{JOB_LABEL}={job.out_dir.resolve()}"
+    since = int(time.time()) - 1
     with pytest.raises(BackendUnavailable, match="could not start"):
-        backend.run(make_job("print('never')\n", timeout_s=30))
+        backend.run(job)
+    # the engine's own record: this job's container was created (the case under test), and is
+    # gone, not merely stopped
+    events = docker_client.events(
+        since=since,
+        until=int(time.time()) + 1,
+        filters={"type": "container", "label": label},
+        decode=True,
+    )
+    seen = [e["Action"] for e in events if e.get("Action") in ("create", "start", "destroy")]
+    assert seen[0] == "create" and seen[-1] == "destroy", seen
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
 
 
 def test_missing_image_names_the_build_command(docker_client: Any, make_job: MakeJob) -> None:

@@ -31,7 +31,8 @@ from sandbox.image import (
     local_rootfs_tar,
 )
 from sandbox.settings import load_settings
-from tests.integration.agent_cli import ROOT, agent_env, llm_server
+from tests.helpers.agent_cli import fake_model_env, llm_server
+from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.docker
 
@@ -67,13 +68,7 @@ def doctor(env: dict[str, str], *args: str, module: str = "agent.doctor") -> tup
 
 
 def healthy_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
-    healthy = {
-        "NASLOOP_GENERATOR_BASE_URL": url,
-        "NASLOOP_GENERATOR_MODEL": "fake-generator",
-        "NASLOOP_IMPROVER_MODEL": "fake-improver",
-        "NASLOOP_GPUS": "none",
-    }
-    return agent_env(tmp_path, **{**healthy, **extra})
+    return fake_model_env(tmp_path, url, **{"NASLOOP_GPUS": "none", **extra})
 
 
 def assert_only_failure(

@@ -9,15 +9,12 @@ from typing import Any
 
 import pytest
 
-from sandbox.backends.base import Backend, Limits
+from sandbox.backends.base import Backend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-from tests.integration.test_train_candidate import TRAIN, backend, source
+from tests.helpers.sandbox_jobs import LIMITS, TRAIN, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
-__all__ = ["backend"]  # the fixture, parametrized over the three backends
-
-LIMITS = Limits(timeout_s=90, memory_mb=2048, pids=128, scratch_mb=64)
 
 
 def dry_run(backend: Backend, data: PreparedDataset, name: str, **kw: Any) -> dict[str, Any]:

@@ -23,18 +23,16 @@ from typing import Any
 from agent.archive.calls import CallLog
 from agent.archive.candidates import RunArchive
 from tests.fakes.edit_replies import EDITED, SCRIPT
-from tests.integration.agent_cli import agent_env, agent_run, llm_server
+from tests.helpers.agent_cli import agent_run, fake_model_env, llm_server
 
 
 def search(tmp_path: Path, mode: str, iterations: int) -> tuple[RunArchive, CallLog]:
     replies = tmp_path / "replies.json"
     replies.write_text(json.dumps(SCRIPT))
     with llm_server(replies) as url:
-        env = agent_env(
+        env = fake_model_env(
             tmp_path,
-            NASLOOP_GENERATOR_BASE_URL=url,
-            NASLOOP_GENERATOR_MODEL="fake-generator",
-            NASLOOP_IMPROVER_MODEL="fake-improver",
+            url,
             NASLOOP_SANDBOX="process",
             NASLOOP_PROMPT_STYLE="short",
             NASLOOP_TRAIN_LIMIT="300",

@@ -19,14 +19,14 @@ from agent.check.mechanical import (
     mechanical_fix,
 )
 from agent.check.static import lint
-from sandbox.backends.base import Limits
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
+from tests.helpers.sandbox_jobs import limits
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
 BROKEN = Path(__file__).parents[1] / "candidates" / "broken"
-LIMITS = Limits(timeout_s=60, memory_mb=2048, pids=128, scratch_mb=64)
+LIMITS = limits(timeout_s=60)
 
 
 @pytest.fixture

@@ -23,17 +23,11 @@ import pytest
 from sandbox.backends.base import LOG_TAIL_BYTES, Backend, Limits
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-from tests.integration.leftovers import is_sandbox_uid
-from tests.integration.test_train_candidate import (
-    TRAIN,
-    backend,  # noqa: F401  (fixture, parametrized over docker and process)
-    source,
-)
+from tests.helpers.leftovers import is_sandbox_uid
+from tests.helpers.sandbox_jobs import QUICK, TRAIN, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
-# A small training subset: these cases are about containment, not learning.
-QUICK = {**TRAIN, "train_limit": 512}
 SLACK_S = 12  # start-up, kill and clean-up on top of a wall-time limit (2-core machine)
 
 
@@ -150,7 +144,7 @@ class Listener(threading.Thread):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_hostile_candidate_is_contained(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
     host_untouched: list[Path],
     case: Case,
@@ -164,7 +158,7 @@ def test_hostile_candidate_is_contained(
 
 
 def test_writes_outside_the_scratch_reach_nothing(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
     host_untouched: list[Path],
 ) -> None:
@@ -183,7 +177,7 @@ def test_writes_outside_the_scratch_reach_nothing(
 
 
 def test_network_reaches_nothing(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
 ) -> None:
     listener = Listener()
@@ -201,7 +195,7 @@ def test_network_reaches_nothing(
 
 
 def test_output_flood_is_bounded(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
     host_untouched: list[Path],
 ) -> None:
@@ -216,7 +210,7 @@ def test_output_flood_is_bounded(
 
 
 def test_monkeypatched_torch_earns_what_its_predictions_earn(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
 ) -> None:
     result = run_case(backend, mnist, source("monkeypatch_torch"), 60)
@@ -227,7 +221,7 @@ def test_monkeypatched_torch_earns_what_its_predictions_earn(
 
 
 def test_out_dir_cannot_fill_the_host_disk(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
 ) -> None:
     """The out dir is the one writable host directory: writing 1 GiB there must be refused."""
@@ -242,7 +236,7 @@ def test_out_dir_cannot_fill_the_host_disk(
 
 
 def test_zz_next_candidate_trains_normally(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
 ) -> None:
     """After the whole corpus, on the same machine: the sandbox still trains a normal CNN."""

@@ -23,19 +23,15 @@ from typing import Any
 import pytest
 
 from agent.archive.candidates import RunArchive
-from sandbox.backends.base import Backend, Limits
+from sandbox.backends.base import Backend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-from tests.integration.test_hostile import QUICK
-from tests.integration.test_train_candidate import (
-    backend,  # noqa: F401  (fixture: docker, docker-warm, process)
-    source,
-)
+from tests.helpers.sandbox_jobs import QUICK, limits, source
 from tools.train_candidate import make_train_candidate
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
-LIMITS = Limits(timeout_s=60, memory_mb=1024, pids=64, scratch_mb=64)
+LIMITS = limits(timeout_s=60, memory_mb=1024, pids=64)
 HANG_S = LIMITS.timeout_s + 60  # past this the evaluator is stuck, not slow
 MAX_GROWTH_MB = 100
 SECRET_PATH = Path(f"/tmp/nasloop-host-secret-{uuid.uuid4().hex[:8]}.json")
@@ -146,7 +142,7 @@ def evaluate_watched(tool: Any, code: str) -> tuple[dict[str, Any], float]:
 
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_hostile_output_is_a_classified_failure(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
     host_secret: str,
     tmp_path: Path,

@@ -35,8 +35,9 @@ from sandbox.image import (
     build_local,
     local_rootfs_tar,
 )
-from tests.integration.agent_cli import ROOT, agent_run
-from tests.integration.test_run_cli import PRECHECKED, run_env
+from tests.helpers.agent_cli import agent_run, fake_model_env
+from tests.helpers.paths import ROOT
+from tests.helpers.sandbox_jobs import PRECHECKED
 
 pytestmark = pytest.mark.docker
 # Iterations 0 (ok) and 5 need the sandbox, 1-4 are decided on the host or fail in it early (see
@@ -106,7 +107,7 @@ def until_line(proc: subprocess.Popen[str], prefix: str, then: Callable[[], obje
 def slow_llm_url() -> Iterator[str]:
     """The recorded replies, each after 2 s: the fault lands well before candidate 5 trains."""
     from tests.fakes import MNIST5K_REPLIES
-    from tests.integration.agent_cli import llm_server
+    from tests.helpers.agent_cli import llm_server
 
     with llm_server(MNIST5K_REPLIES, "--reply-delay", "2") as url:
         yield url
@@ -155,7 +156,9 @@ def test_a_torchless_image_stops_the_run_before_any_candidate_and_again_mid_run(
 ) -> None:
     runs = tmp_path / "runs"
     # one container per candidate: each candidate meets the image the tag names at that moment
-    env = run_env(tmp_path, slow_llm_url, NASLOOP_IMAGE=test_image, NASLOOP_WARM_WORKER="false")
+    env = fake_model_env(
+        tmp_path, slow_llm_url, NASLOOP_IMAGE=test_image, NASLOOP_WARM_WORKER="false"
+    )
     args = ("--run-id", "t", "--iterations", ITERATIONS, "--json")
 
     swap_in_torchless(docker_client)
@@ -184,7 +187,7 @@ def test_a_dataset_the_sandbox_cannot_read_stops_the_run_mid_way(
     tmp_path: Path, slow_llm_url: str, sandbox_image: str
 ) -> None:
     runs = tmp_path / "runs"
-    env = run_env(tmp_path, slow_llm_url)  # the warm worker, the default
+    env = fake_model_env(tmp_path, slow_llm_url)  # the warm worker, the default
     args = ("--run-id", "d", "--iterations", ITERATIONS, "--json")
     first = agent_run(env, *args)
     saved: dict[Path, bytes] = {}
@@ -264,7 +267,7 @@ def test_the_engine_stopped_mid_run_stops_it_in_one_line_and_the_run_resumes(
             text=True,
         )
         assert build.returncode == 0, build.stderr
-        env = run_env(tmp_path, slow_llm_url, DOCKER_HOST=host)  # the warm worker, the default
+        env = fake_model_env(tmp_path, slow_llm_url, DOCKER_HOST=host)  # the warm worker
         args = ("--run-id", "e", "--iterations", ITERATIONS, "--json")
         first = agent_run(env, *args)
 

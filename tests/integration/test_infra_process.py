@@ -12,17 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.backends.base import Limits
 from sandbox.backends.process import ProcessBackend
 from sandbox.cache import ResultCache
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.faults import InfrastructureFault
 from sandbox.selftest import KNOWN_GOOD_NET, self_test
-from tests.integration.test_train_candidate import TRAIN
+from tests.helpers.sandbox_jobs import QUICKER, limits
 
-QUICK = {**TRAIN, "train_limit": 256}
-LIMITS = Limits(timeout_s=120, memory_mb=2048, pids=128, scratch_mb=64)
+LIMITS = limits(timeout_s=120)
 
 # Leaves no report, tries to wipe its out dir, and ends the interpreter mid-import.
 VANISHES = """
@@ -43,7 +41,7 @@ def unreadable(mnist: PreparedDataset, tmp_path: Path) -> PreparedDataset:
 
 
 def evaluator(data: PreparedDataset, cache: ResultCache | None = None) -> Evaluator:
-    return Evaluator(data, ProcessBackend(), dict(QUICK), LIMITS, cache, precheck=False)
+    return Evaluator(data, ProcessBackend(), dict(QUICKER), LIMITS, cache, precheck=False)
 
 
 def test_an_unreadable_dataset_is_a_fault_and_nothing_is_cached(

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.agent_cli import ROOT, agent_env
+from tests.helpers.agent_cli import fake_model_env
+from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.docker
 STATUS = re.compile(
@@ -38,11 +39,9 @@ def capture(socket: str) -> str:
 
 def test_live_view_in_a_real_terminal(tmp_path: Path, llm_url: str, sandbox_image: str) -> None:
     assert shutil.which("tmux"), "tmux is needed for this test: apt-get install tmux"
-    env = agent_env(
+    env = fake_model_env(
         tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=llm_url,
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
+        llm_url,
         NASLOOP_TRAIN_LIMIT="300",
     )
     command = [sys.executable, "-m", "agent.run", "--run-id", "live", "--iterations", "4"]

@@ -27,7 +27,7 @@ from agent.archive.candidates import RunArchive
 from agent.replies.advice_cleaning import UNREADABLE
 from agent.replies.code import extract_code
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, ScriptedResponder
-from tests.integration.agent_cli import agent_env, agent_run
+from tests.helpers.agent_cli import agent_run, fake_model_env
 
 pytestmark = pytest.mark.docker
 
@@ -117,11 +117,9 @@ def servers() -> Iterator[list[FakeOpenAIServer]]:
 
 
 def env_for(tmp_path: Path, server: FakeOpenAIServer, **extra: str) -> dict[str, str]:
-    return agent_env(
+    return fake_model_env(
         tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=server.base_url,
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
+        server.base_url,
         NASLOOP_LLM_TIMEOUT_S=f"{TIMEOUT_S:g}",
         NASLOOP_LLM_RETRIES=str(RETRIES),
         NASLOOP_TRAIN_LIMIT="300",

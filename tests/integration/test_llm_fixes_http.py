@@ -17,6 +17,7 @@ import pytest
 
 from agent.archive.calls import CallLog
 from agent.archive.candidates import RunArchive
+from agent.check.novelty import REASK_SEED_STEP
 from agent.results.quality import run_quality
 from agent.search import search
 from agent.settings import Settings
@@ -32,6 +33,7 @@ from tests.fakes.repairs import (
     WRONG_LINE_NUMBER,
     EverNewMistakes,
     LocatingResponder,
+    follows,
 )
 
 
@@ -72,7 +74,11 @@ def attempts(archive: RunArchive) -> list[tuple[str, str, str]]:
 
 
 def test_a_repair_request_locates_what_the_sandbox_reported(searched: Any) -> None:
-    archive, requests = searched(LocatingResponder(), repair_attempts=1, fix_order="repair")
+    # run seed 2: the iteration's first repair asks with seed 1002, one the small model follows at
+    archive, requests = searched(
+        LocatingResponder(), repair_attempts=1, fix_order="repair", run_seed=2
+    )
+    assert follows(requests[1]["seed"]) and requests[1]["seed"] == 2 + REASK_SEED_STEP
     assert attempts(archive) == [("generator", "dry_run", "shape"), ("repair", "train", "ok")]
     (row,) = archive.rows()
     assert row["status"] == "ok" and row["val_accuracy"] is not None

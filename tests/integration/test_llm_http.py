@@ -24,8 +24,8 @@ from agent.llm.client import LLMUnavailable, ask, make_chat, preflight, text_of
 from agent.settings import RoleConfig
 from tests.fakes import MNIST5K_REPLIES, FakeOpenAIServer, ScriptedResponder
 from tests.fakes.openai_server import CHARS_PER_TOKEN, approx_tokens
+from tests.helpers.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 GEN, IMP = "fake-generator", "fake-improver"
 FAST = 0.01  # backoff between attempts in these tests, seconds
 PROMPT = [SystemMessage("You design neural networks."), HumanMessage("Write a Net.")]
@@ -278,7 +278,7 @@ def test_subprocess_mode_prints_ready_and_answers(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0"]
     proc = subprocess.Popen(
         [*cmd, "--replies", str(replies), "--faults", "500"],
-        cwd=REPO,
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -27,8 +27,9 @@ from agent.llm.models import (
 )
 from agent.llm.server import free_port
 from tests.fakes.hub_server import FakeHub
-from tests.integration.agent_cli import ROOT, agent_env, agent_run
-from tests.integration.test_llama_server import write_tiny_gguf
+from tests.helpers.agent_cli import agent_env, agent_run
+from tests.helpers.gguf import write_tiny_gguf
+from tests.helpers.paths import ROOT
 
 REPO, FILE = "owner/tiny-GGUF", "tiny.gguf"
 

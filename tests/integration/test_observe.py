@@ -34,8 +34,14 @@ from agent.archive.candidates import CALL_SOURCES, RunArchive
 from agent.archive.lineage import read_parents
 from agent.prompts import SUGGESTION_CHARS
 from tests.fakes import MNIST5K_REPLIES
-from tests.integration.agent_cli import ROOT, agent_env, agent_run, llm_server, persona_server
-from tests.integration.test_crash_trials import checkpoint_state, wait_and_kill
+from tests.helpers.agent_cli import (
+    agent_run,
+    fake_model_env,
+    llm_server,
+    persona_server,
+)
+from tests.helpers.paths import ROOT
+from tests.helpers.runs import checkpoint_state, wait_and_kill
 
 pytestmark = pytest.mark.docker
 ITERATIONS = 11  # one pass over the scripted Generator replies
@@ -60,11 +66,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> It
     """One whole run of ITERATIONS candidates (report included); its env and run dir."""
     tmp_path = tmp_path_factory.mktemp("observed")
     with llm_server(MNIST5K_REPLIES) as url:
-        env = agent_env(
+        env = fake_model_env(
             tmp_path,
-            NASLOOP_GENERATOR_BASE_URL=url,
-            NASLOOP_GENERATOR_MODEL="fake-generator",
-            NASLOOP_IMPROVER_MODEL="fake-improver",
+            url,
             NASLOOP_TRAIN_LIMIT="300",
         )
         run = agent_run(env, "--run-id", "obs", "--iterations", str(ITERATIONS), "--json")
@@ -157,11 +161,9 @@ def test_sigkills_then_resume_leave_no_call_without_its_candidate(
     tmp_path: Path, paced_llm_url: str, sandbox_image: str
 ) -> None:
     iterations = 4 * KILLS + 4  # each life makes at most 3-4 candidates (see wait_and_kill)
-    env = agent_env(
+    env = fake_model_env(
         tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=paced_llm_url,
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
+        paced_llm_url,
         NASLOOP_TRAIN_LIMIT="300",
     )
     args = ("--run-id", "killed", "--iterations", str(iterations), "--json")
@@ -211,11 +213,9 @@ def test_sigkills_amid_re_asks_and_fixes_leave_every_call_with_its_attempt(
     and every archived candidate still has its Generator calls, one per asked attempt."""
     iterations = 4 * KILLS + 4
     with persona_server("mistakes", "--reply-delay", "0.5") as url:
-        env = agent_env(
+        env = fake_model_env(
             tmp_path,
-            NASLOOP_GENERATOR_BASE_URL=url,
-            NASLOOP_GENERATOR_MODEL="fake-generator",
-            NASLOOP_IMPROVER_MODEL="fake-improver",
+            url,
             NASLOOP_PROMPT_STYLE="short",
             NASLOOP_NOVELTY="true",
             NASLOOP_AUTO_FIX="true",
@@ -259,11 +259,9 @@ def test_sigkills_amid_re_asks_and_fixes_leave_every_call_with_its_attempt(
 def test_parallel_plain_lines_in_iteration_order_with_their_worker(
     tmp_path: Path, llm_url: str, sandbox_image: str
 ) -> None:
-    env = agent_env(
+    env = fake_model_env(
         tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=llm_url,
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
+        llm_url,
         NASLOOP_TRAIN_LIMIT="300",
     )
     run = agent_run(env, "--run-id", "par", "--iterations", "6", "--parallel", "3")
@@ -283,11 +281,9 @@ def test_re_asks_and_fixes_of_the_mistakes_persona_are_all_archived(
     step on: every ask of every attempt is a call with its messages and reply, every mechanical
     fix an attempt with its diff, and `python -m agent show` prints them."""
     with persona_server("mistakes") as url:
-        env = agent_env(
+        env = fake_model_env(
             tmp_path,
-            NASLOOP_GENERATOR_BASE_URL=url,
-            NASLOOP_GENERATOR_MODEL="fake-generator",
-            NASLOOP_IMPROVER_MODEL="fake-improver",
+            url,
             NASLOOP_PROMPT_STYLE="short",
             NASLOOP_TRAIN_LIMIT="300",
         )

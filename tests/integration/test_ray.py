@@ -1,6 +1,6 @@
 """`python -m agent.run --parallel 2 --executor ray://...` on a real local Ray cluster.
 
-The cluster (tests/integration/ray_cluster.py) is a head and one worker node on 127.0.0.1, one
+The cluster (tests/helpers/ray_cluster.py) is a head and one worker node on 127.0.0.1, one
 CPU each, reached through Ray's client server as a remote cluster would be. The LLM is the test's
 own OpenAI-compatible HTTP server; candidates train in the Docker sandbox on the Ray workers.
 Asserted: evaluations ran on the cluster's nodes, every candidate and triple is archived in a
@@ -26,12 +26,12 @@ import pytest
 
 from agent.archive.candidates import RunArchive
 from sandbox.ray_executor import TASK_NAME
-from tests.integration.agent_cli import agent_env, agent_run, llm_server
-from tests.integration.ray_cluster import RayCluster
-from tests.integration.test_crash_trials import checkpoint_state
+from tests.helpers.agent_cli import agent_run, fake_model_env, llm_server
+from tests.helpers.ray_cluster import RayCluster
+from tests.helpers.runs import checkpoint_state
+from tests.helpers.sandbox_jobs import PRECHECKED
 
 pytestmark = pytest.mark.docker
-PRECHECKED = {"syntax", "no_net", "no_code"}  # decided without a sandbox, so without Ray
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,9 @@ def ray_cluster() -> Iterator[RayCluster]:
 
 
 def ray_env(tmp_path: Path, llm_url: str, cluster: RayCluster, **extra: str) -> dict[str, str]:
-    return agent_env(
+    return fake_model_env(
         tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=llm_url,
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
+        llm_url,
         NASLOOP_TRAIN_LIMIT="600",
         NASLOOP_FINAL_TOP_K="0",  # the end-of-run final test trains locally: not what this tests
         **cluster.client_env(),

@@ -1,6 +1,6 @@
 """What a user takes away from a run: report, final test, export, limits, ablations.
 
-One short real search (`python -m agent.run` through tests/integration/probe_run.py, the real
+One short real search (`python -m agent.run` through tests/helpers/probe_run.py, the real
 Docker sandbox, mnist5k, an OpenAI-compatible HTTP server replaying recorded small-model replies)
 with a parameter limit, then every artefact it leaves is checked the way a user would check it:
 the report's numbers against the archive, the plots as images, the final test's separation from
@@ -11,6 +11,7 @@ and the settings to reproduce. A second test runs `python -m agent ablate` on a 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -22,13 +23,17 @@ from typing import Any
 import pytest
 
 from tests.fakes import MNIST5K_REPLIES, FakeOpenAIServer, ScriptedResponder
-from tests.integration.agent_cli import ROOT, agent_env
-from tests.results_check import assert_summary_matches, query
+from tests.fakes.small_model import MNIST5K_SIZES, SmallModel
+from tests.helpers.agent_cli import fake_model_env
+from tests.helpers.paths import ROOT
+from tests.helpers.results_check import assert_summary_matches, query
 
 pytestmark = pytest.mark.docker
 MAX_PARAMS = 50_000  # the recorded nets span 21k to 106k parameters: some fit, some do not
-# replies 0-10: four nets over the limit (one a cache hit), three within, four other failures
+# replies 0-10: four nets over the limit (one a cache hit), three within, four other failures;
+# the model told the limit leaves out a net it knows is too big on 60% of its asks
 ITERATIONS = 11
+HEED = 0.6
 PUBLIC = ["meta.json", "train_images.pt", "train_labels.pt", "val_images.pt"]
 
 
@@ -40,29 +45,25 @@ class Run:
     stderr: str
     events: list[dict[str, Any]]  # the probe's log
     requests: list[dict[str, Any]]  # what the LLM server received
-
-
-def llm_env(tmp: Path, server: FakeOpenAIServer, **extra: str) -> dict[str, str]:
-    return agent_env(
-        tmp,
-        NASLOOP_GENERATOR_BASE_URL=server.base_url,
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
-        **extra,
-    )
+    draws: list[tuple[str, str]]  # what the model did with each request (SmallModel.draws)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterator[Run]:
     tmp = tmp_path_factory.mktemp("results")
     log = tmp / "probe.jsonl"
-    with FakeOpenAIServer(ScriptedResponder.from_file(MNIST5K_REPLIES)) as server:
+    # the recorded replies, from a model that reads the limit in its prompt and mostly skips the
+    # nets it knows are too big (a prompt-blind script would prove the filter only)
+    model = SmallModel.from_file(
+        MNIST5K_REPLIES, sizes=MNIST5K_SIZES, heed=HEED, copy=0.0, repeat=0.0, echo=0.0
+    )
+    with FakeOpenAIServer(model) as server:
         flags = ["--run-id", "r", "--iterations", str(ITERATIONS), "--max-params", str(MAX_PARAMS)]
         flags += ["--final-top-k", "2", "--json"]
         done = subprocess.run(
-            [sys.executable, "-m", "tests.integration.probe_run", str(log), *flags],
+            [sys.executable, "-m", "tests.helpers.probe_run", str(log), *flags],
             cwd=ROOT,
-            env=llm_env(tmp, server),
+            env=fake_model_env(tmp, server.base_url),
             capture_output=True,
             text=True,
             timeout=900,
@@ -71,7 +72,15 @@ def run(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterato
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in log.read_text().splitlines()]
     (data,) = (tmp / "data" / "prepared").glob("mnist5k-*")
-    yield Run(tmp / "runs" / "r", data, json.loads(done.stdout), done.stderr, events, requests)
+    yield Run(
+        tmp / "runs" / "r",
+        data,
+        json.loads(done.stdout),
+        done.stderr,
+        events,
+        requests,
+        model.draws,
+    )
 
 
 def sha256(path: Path) -> str:
@@ -131,7 +140,7 @@ def test_the_final_test_is_apart_and_the_search_never_saw_the_test_split(run: Ru
         "SELECT COUNT(*) FROM candidates WHERE cached = 0"
         " AND kind NOT IN ('syntax', 'no_net', 'no_code')",
     )[0][0]
-    assert len(search_jobs) == trained >= 7
+    assert len(search_jobs) == trained >= 5  # fewer than the replies: big nets left out, a repeat
     for job in jobs:  # the public half and nothing else: no labels, no test image
         assert sorted(job["files"]) == PUBLIC
         assert job["files"]["val_images.pt"] == val_images != test_images
@@ -246,12 +255,19 @@ def test_reproduce_env_gives_back_the_run_settings(
 def test_a_parameter_limit_steers_the_search_and_the_front_is_drawn(run: Run) -> None:
     rows = query(run.run_dir, "SELECT * FROM candidates ORDER BY iteration")
     over = [r for r in rows if r["kind"] == "over_limit"]
-    assert len(over) >= 2
+    ok = [r for r in rows if r["status"] == "ok"]
+    # Steered, not only filtered: the Generator read the limit in its prompt and left out nets it
+    # knows are too big, so fewer nets over the limit were trained than within it. A model blind
+    # to the prompt (HEED = 0) writes all four of its big nets, and the filter alone leaves
+    # four refused against three trained.
+    assert 1 <= len(over) < len(ok), [(r["iteration"], r["kind"], r["params"]) for r in rows]
+    written = [what for model, what in run.draws if model == "fake-generator"]
+    skipped = [int(n) for what in written for n in re.findall(r"\d+", what.partition("skip")[2])]
+    assert skipped and all((MNIST5K_SIZES[n] or 0) > MAX_PARAMS for n in skipped), written
     for row in over:  # trained and scored, then refused with the numbers
         assert row["val_accuracy"] is not None and row["params"] > MAX_PARAMS
         assert f"{row['params']:,} params > {MAX_PARAMS:,} max" in row["message"]
-    ok = [r for r in rows if r["status"] == "ok"]
-    assert ok and all(r["params"] <= MAX_PARAMS for r in ok)
+    assert all(r["params"] <= MAX_PARAMS for r in ok)
     summary = json.loads((run.run_dir / "report" / "summary.json").read_text())
     assert summary["failures"]["over_limit"] == len(over)
     assert summary["limits"] == {"max_params": MAX_PARAMS}
@@ -278,7 +294,7 @@ def test_ablate_two_variants_two_seeds(tmp_path: Path, sandbox_image: str) -> No
         done = subprocess.run(
             [sys.executable, "-m", "agent", "ablate", *args, "--name", name, "--json"],
             cwd=ROOT,
-            env=llm_env(tmp_path, server),
+            env=fake_model_env(tmp_path, server.base_url),
             capture_output=True,
             text=True,
             timeout=900,

@@ -25,25 +25,17 @@ import pytest
 
 from agent.archive.candidates import RunArchive
 from sandbox.backends.docker import JOB_LABEL, OWNER_LABEL, parse_owner_label
-from tests.integration.agent_cli import ROOT, agent_env, agent_run
+from tests.helpers.agent_cli import agent_run, fake_model_env
+from tests.helpers.paths import ROOT
+from tests.helpers.sandbox_jobs import PRECHECKED
 
 pytestmark = pytest.mark.docker
-PRECHECKED = {"syntax", "no_net", "no_code"}  # decided without starting a sandbox
-
-
-def run_env(tmp_path: Path, llm_url: str, **extra: str) -> dict[str, str]:
-    llm = {
-        "NASLOOP_GENERATOR_BASE_URL": llm_url,
-        "NASLOOP_GENERATOR_MODEL": "fake-generator",
-        "NASLOOP_IMPROVER_MODEL": "fake-improver",
-    }
-    return agent_env(tmp_path, **{**llm, **extra})
 
 
 def test_killed_run_resumes_to_an_exact_archive(
     tmp_path: Path, paced_llm_url: str, docker_client: Any, sandbox_image: str
 ) -> None:
-    env = run_env(tmp_path, paced_llm_url)  # >= 1 s per iteration: 5 left outlast the kill
+    env = fake_model_env(tmp_path, paced_llm_url)  # >= 1 s per iteration: 5 left outlast the kill
     args = ("--run-id", "r1", "--iterations", "9", "--json")
     first = agent_run(env, *args)
     assert first.stderr is not None
@@ -103,7 +95,7 @@ def test_killed_run_resumes_to_an_exact_archive(
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     tmp_path: Path, llm_url: str, args: tuple[str, ...], extra: dict[str, str], words: str
 ) -> None:
-    done = agent_run(run_env(tmp_path, llm_url, **extra), *args)
+    done = agent_run(fake_model_env(tmp_path, llm_url, **extra), *args)
     _out, err = done.communicate(timeout=120)
     assert done.returncode == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
@@ -140,7 +132,7 @@ def test_graph_imports_in_a_fresh_venv(tmp_path: Path) -> None:
 def test_a_live_run_is_not_resumed_twice_and_two_runs_share_a_runs_dir(
     tmp_path: Path, llm_url: str, sandbox_image: str
 ) -> None:
-    env = run_env(tmp_path, llm_url)
+    env = fake_model_env(tmp_path, llm_url)
     # long enough that it is still running when the duplicate has started (a few seconds)
     first = agent_run(env, "--run-id", "a", "--iterations", "24", "--json")
     assert first.stderr is not None

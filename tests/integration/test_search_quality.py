@@ -19,7 +19,8 @@ from agent.llm.build import ensure_llama_server
 from agent.llm.models import packaged_model
 from agent.results.quality import NUMBERS
 from bench.search_quality import DEFAULT_VARIANTS
-from tests.integration.agent_cli import ROOT, agent_env
+from tests.helpers.agent_cli import agent_env
+from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.docker
 

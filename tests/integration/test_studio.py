@@ -33,10 +33,10 @@ from langgraph_sdk import get_sync_client
 from sandbox.backends.docker import reap_orphans
 from sandbox.backends.warm import WARM_LABEL
 from tests.fakes import MNIST5K_REPLIES, FakeOpenAIServer, ScriptedResponder
-from tests.integration import leftovers
+from tests.helpers import leftovers
+from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.docker
-ROOT = Path(__file__).resolve().parents[2]
 SERVER_ITERATIONS = 2  # the server's NASLOOP_ITERATIONS: what a run without a context gets
 STARTUP_S = 90.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

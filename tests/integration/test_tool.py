@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import ROOT
 from tools.train_candidate import REFERENCE_NET, train_candidate
 
 pytestmark = pytest.mark.docker
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -19,32 +19,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sandbox.backends.base import Backend, Limits
-from sandbox.backends.docker import DockerBackend
-from sandbox.backends.process import ProcessBackend
-from sandbox.backends.warm import WarmDockerBackend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-
-CANDIDATES = Path(__file__).parent.parent / "candidates"
-# Enough steps for a small CNN to learn something on 3,600 MNIST-5k images in a few seconds.
-TRAIN = {"batch_size": 32, "lr": 0.01, "threads": 2}
-LIMITS = Limits(timeout_s=90, memory_mb=2048, pids=128, scratch_mb=64)
+from tests.helpers.paths import CANDIDATES
+from tests.helpers.sandbox_jobs import LIMITS, TRAIN, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
-
-
-def source(name: str) -> str:
-    return (CANDIDATES / f"{name}.py").read_text()
-
-
-@pytest.fixture(params=["docker", "docker-warm", "process"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    if request.param == "docker":
-        return DockerBackend(image=request.getfixturevalue("sandbox_image"))
-    if request.param == "docker-warm":
-        warm: WarmDockerBackend = request.getfixturevalue("warm_backend")
-        return warm
-    return ProcessBackend()
 
 
 def evaluate(backend: Backend, data: PreparedDataset, name: str, **kw: Any) -> dict[str, Any]:

@@ -16,16 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.backends.base import Limits
 from sandbox.backends.process import ProcessBackend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-from tests.integration.test_train_candidate import TRAIN
+from tests.helpers.paths import ROOT
+from tests.helpers.sandbox_jobs import QUICK, limits
 
-ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_NET = ROOT / "tools" / "reference_net.py"
-QUICK = {**TRAIN, "train_limit": 512}
-LIMITS = Limits(timeout_s=300, memory_mb=3072, pids=128, scratch_mb=64)
+LIMITS = limits(timeout_s=300, memory_mb=3072)
 # Fails on purpose, reporting which interpreter ran it and whether the venv's own module loads.
 PROBE = """
 import json, sys

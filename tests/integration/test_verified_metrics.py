@@ -15,19 +15,15 @@ from typing import Any
 
 import pytest
 
-from sandbox.backends.base import Backend, Limits
+from sandbox.backends.base import Backend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.hardware import HardwareLimits
-from tests.integration.test_hostile import QUICK
-from tests.integration.test_train_candidate import (
-    backend,  # noqa: F401  (fixture: docker, docker-warm, process)
-    source,
-)
+from tests.helpers.sandbox_jobs import QUICK, limits, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
-LIMITS = Limits(timeout_s=180, memory_mb=2048, pids=128, scratch_mb=64)
+LIMITS = limits(timeout_s=180)
 HONEST_PARAMS = 20_490  # honest_twin.py's Net, counted by hand: 160 + 4,640 + 15,690
 
 # limit -> (the forged claim, a bound the honest twin breaks)
@@ -60,7 +56,7 @@ def host_reads_cgroups(sandbox: Backend, docker_client: Any) -> bool:
 
 @pytest.mark.parametrize("limit", list(TWINS))
 def test_a_forging_twin_gets_its_honest_twins_verdict(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
     docker_client: Any,
     limit: str,
@@ -87,7 +83,7 @@ def test_a_forging_twin_gets_its_honest_twins_verdict(
 
 
 def test_verified_figures_replace_the_forged_ones_within_a_limit(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     mnist: PreparedDataset,
 ) -> None:
     """Within a generous limit both twins pass, with the verifier's count, not the claim; and the

@@ -15,17 +15,15 @@ from typing import Any
 
 import pytest
 
-from sandbox.backends.base import Limits
 from sandbox.backends.warm import WarmDockerBackend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-from tests.integration.test_train_candidate import TRAIN, source
+from tests.helpers.paths import ROOT
+from tests.helpers.sandbox_jobs import QUICKER, limits, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
-REPO = Path(__file__).resolve().parents[2]
-QUICK = {**TRAIN, "train_limit": 256}
-LIMITS = Limits(timeout_s=60, memory_mb=1024, pids=64, scratch_mb=64)
+LIMITS = limits(timeout_s=60, memory_mb=1024, pids=64)
 
 # Leaves a sleeping process, a file in the scratch and one in /dev/shm, then trains normally.
 LEAVE_TRACES = """
@@ -80,7 +78,7 @@ def warm(sandbox_image: str) -> Any:
 
 
 def evaluate(backend: WarmDockerBackend, data: PreparedDataset, code: str) -> dict[str, Any]:
-    return dict(Evaluator(data, backend, dict(QUICK), LIMITS, precheck=False).evaluate(code))
+    return dict(Evaluator(data, backend, dict(QUICKER), LIMITS, precheck=False).evaluate(code))
 
 
 def probe(backend: WarmDockerBackend, data: PreparedDataset) -> dict[str, Any]:
@@ -167,7 +165,7 @@ def test_a_killed_owners_pool_is_reaped_by_the_next_backend(
     script.write_text(OWNER)
     candidate = Path(__file__).parents[1] / "candidates" / "small_cnn.py"
     argv = [sys.executable, str(script), sandbox_image, str(mnist.root), str(candidate)]
-    owner = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert owner.stdout is not None
         status, container, root = owner.stdout.readline().split()

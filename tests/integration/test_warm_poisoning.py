@@ -17,20 +17,19 @@ from typing import Any
 
 import pytest
 
-from sandbox.backends.base import Limits
 from sandbox.backends.docker import DockerBackend
 from sandbox.backends.warm import WarmDockerBackend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.image import host_mounts
-from tests.integration.leftovers import sandbox_processes
-from tests.integration.test_train_candidate import TRAIN, source
+from tests.helpers.leftovers import sandbox_processes
+from tests.helpers.sandbox_jobs import QUICKER, limits, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
-QUICK = {**TRAIN, "train_limit": 256, "seed": 0}  # small and deterministic: same data, same seed
+QUICK = {**QUICKER, "seed": 0}  # small and deterministic: same data, same seed
 # A generous wall-time limit: these tests are about what is left, not speed (busy 2-core CI).
-LIMITS = Limits(timeout_s=300, memory_mb=1024, pids=64, scratch_mb=64)
+LIMITS = limits(timeout_s=300, memory_mb=1024, pids=64)
 HONEST = ("small_cnn", "view_flatten")
 ATTACKS = ("warm_precreate_names", "warm_fill_tmpfs", "warm_outlive_reaper", "warm_sysv_ipc")
 

@@ -22,9 +22,9 @@ from sandbox.backends.process import ProcessBackend
 from sandbox.backends.workdir import JOB_DIR_PREFIX, mounts, owner_tag
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-from tests.integration.agent_cli import ROOT
-from tests.integration.leftovers import SANDBOX_UIDS, cgroup_of
-from tests.integration.test_train_candidate import CANDIDATES, source
+from tests.helpers.leftovers import SANDBOX_UIDS, cgroup_of
+from tests.helpers.paths import CANDIDATES, ROOT
+from tests.helpers.sandbox_jobs import source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 

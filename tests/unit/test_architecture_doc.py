@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import ROOT
+
 DOC = ROOT / "docs" / "architecture.md"
 ROOMS = ("graphs", "agent", "tools", "sandbox", "bench", "tests")
 

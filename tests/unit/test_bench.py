@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from bench.paper_trainer import TensorImages, make_transform
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import ROOT
 
 
 def test_eval_speed_writes_both_methods_and_ratios(tmp_path: Path) -> None:
@@ -21,7 +20,7 @@ def test_eval_speed_writes_both_methods_and_ratios(tmp_path: Path) -> None:
     out = tmp_path / "speed.json"
     command = [sys.executable, "-m", "bench.eval_speed", "--data-dir", str(tmp_path / "data")]
     command += ["--seeds", "0", "--train-limit", "512", "--device", "cpu", "--json", str(out)]
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ratio" in proc.stdout and "mean" in proc.stdout
 

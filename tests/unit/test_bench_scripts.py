@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.synthetic import make_images
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import ROOT
 
 
 def test_gpu_script_smoke_runs_on_cpu(tmp_path: Path) -> None:
@@ -26,7 +25,7 @@ def test_gpu_script_smoke_runs_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
         ["bash", "bench/gpu.sh", str(out)],
-        cwd=REPO,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -56,7 +55,7 @@ def test_loop_overhead_runs_the_real_graph_and_accounts_for_its_stand_ins(
     out = tmp_path / "loop.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.loop_overhead", "--iterations", "20", "--json", str(out)],
-        cwd=REPO,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,

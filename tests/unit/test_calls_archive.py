@@ -1,6 +1,6 @@
 """Every LLM call archived, each candidate's lineage, `python -m agent show`, on the scripted graph.
 
-The graph runs with tests/unit/test_graph.py's scripted roles and evaluator (fifteen iterations,
+The graph runs with tests/helpers/graph.py's scripted roles and evaluator (fifteen iterations,
 every failure kind, a reply without code); what the archive holds is compared with what the
 scripted chat models were actually sent and answered.
 """
@@ -24,17 +24,14 @@ from agent.results import show
 from agent.results.failures import failure_analysis, fault_line, longest_streak
 from agent.results.lineage_plot import lineage_graph, plot_lineage
 from agent.settings import Settings
-from tests.unit import test_check_graph as check
-from tests.unit.test_graph import (
+from tests.helpers.graph import (
     SCRIPT,
     RecordingChat,
     generator_reply,
-    roles,
     run,
     use_evaluator,
 )
-
-__all__ = ["roles"]  # a fixture, used by name
+from tests.unit import test_check_graph as check
 
 
 def test_every_call_archived_with_messages_reply_and_what_was_read(
@@ -186,7 +183,8 @@ def test_texts_are_bounded_and_compressed(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "archive.sqlite") as db:
         blob = db.execute("SELECT reply FROM calls").fetchone()[0]
     assert len(blob) < TEXT_LIMIT / 20  # stored compressed
-    assert zlib.decompress(blob)
+    stored = json.loads(zlib.decompress(blob))  # the row holds the reply as read back: clipped
+    assert stored == call["reply"] == clip(huge) and len(stored) < len(huge)
     assert clip("short") == "short"
 
 

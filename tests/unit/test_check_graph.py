@@ -18,7 +18,7 @@ from agent.replies.advice_cleaning import UNREADABLE
 from agent.settings import Settings
 from sandbox.code import code_hash
 from sandbox.result import EvalResult, new_result
-from tests.unit.test_graph import RecordingChat, ScriptedEvaluator, use_evaluator
+from tests.helpers.graph import RecordingChat, ScriptedEvaluator, use_evaluator
 
 STUCK = "```python\nimport torch.nn as nn\n\nclass Net(nn.Module):\n    width = 1\n```"
 OTHER = "```python\nimport torch.nn as nn\n\nclass Net(nn.Module):\n    width = 2\n```"

@@ -21,8 +21,8 @@ from torchvision import datasets
 from sandbox import data, data_sources
 from sandbox.data import DatasetUnavailable, PreparedDataset, UnknownDataset, prepare
 from sandbox.data_build import FORMAT
+from tests.helpers.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 PUBLIC_FILES = {"meta.json", "train_images.pt", "train_labels.pt", "val_images.pt"}
 PRIVATE_FILES = {"meta.json", "val_labels.pt", "test_images.pt", "test_labels.pt"}
 META_KEYS = {
@@ -304,7 +304,7 @@ def test_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
 def test_cli_list() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sandbox.data", "list"],
-        cwd=REPO,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,

@@ -21,13 +21,11 @@ from torch import nn
 from sandbox.backends.base import Job, Limits, RunOutcome
 from sandbox.cache import ResultCache
 from sandbox.data import PreparedDataset
-from sandbox.dry_run import MAX_STEPS, failed_step, read_shape_trace
+from sandbox.dry_run import MAX_NAME_CHARS, MAX_STEPS, failed_step, read_shape_trace
 from sandbox.evaluate import Evaluator
 from sandbox.inside import runner
 from sandbox.result import EvalResult, new_result
-from tests.unit.test_evaluate import OK_REPORT, ScriptedBackend, outcome, writes
-
-NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
+from tests.helpers.sandbox_jobs import NET, OK_REPORT, ScriptedBackend, outcome, writes
 
 
 class FlatNet(nn.Module):
@@ -273,7 +271,7 @@ def test_a_dry_run_timeout_names_its_own_limit(mnist: PreparedDataset) -> None:
 def test_static_problems_are_answered_without_a_sandbox(mnist: PreparedDataset) -> None:
     ev = dry_evaluator(mnist, writes(OK_REPORT))
     assert ev.dry_run("class Net(:\n")["kind"] == "syntax"
-    assert ev.backend.jobs == 0  # type: ignore[attr-defined]
+    assert len(ev.backend.jobs) == 0  # type: ignore[attr-defined]
 
 
 def test_a_failed_dry_run_carries_its_trace(mnist: PreparedDataset) -> None:
@@ -294,19 +292,36 @@ def test_a_failed_dry_run_carries_its_trace(mnist: PreparedDataset) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "read"),
     [
-        None,
-        "conv -> (2, 8)",
-        [],
-        [1, 2, 3],
-        [{"module": 1, "type": "Conv2d", "out": [2]}],
-        [{"module": "m", "type": "Conv2d", "out": "big"}],
+        (None, None),
+        ("conv -> (2, 8)", None),
+        ([], None),
+        ([1, 2, 3], None),
+        ([{"module": 1, "type": "Conv2d", "out": [2]}], None),
+        ([{"module": "m", "type": "Conv2d", "out": "big"}], [{"module": "m", "type": "Conv2d"}]),
+        ([{"module": "m", "type": "Conv2d", "out": [2, -1]}], [{"module": "m", "type": "Conv2d"}]),
+        (
+            [{"module": "m", "type": "Conv2d", "out": [True, 8]}],
+            [{"module": "m", "type": "Conv2d"}],
+        ),
+        (
+            [{"module": "m" * 500, "type": "Linear", "out": [2, 10]}],
+            [{"module": "m" * MAX_NAME_CHARS, "type": "Linear", "out": [2, 10]}],
+        ),
+        (  # a failed step's output is never believed, its input shape only when well formed
+            [{"module": "fc", "type": "Linear", "out": [2, 10], "failed": True, "in_shape": "x"}],
+            [{"module": "fc", "type": "Linear", "failed": True}],
+        ),
+        ([{"module": "a", "type": "ReLU", "out": [1]}] * (MAX_STEPS + 5), "MAX_STEPS"),
     ],
 )
-def test_a_forged_trace_is_dropped_or_cleaned(raw: object) -> None:
-    steps = read_shape_trace(raw)
-    assert steps is None or all(s["out"] is None for s in steps)
+def test_a_forged_trace_is_dropped_or_cleaned(raw: object, read: object) -> None:
+    if read == "MAX_STEPS":
+        read = [{"module": "a", "type": "ReLU", "out": [1]}] * MAX_STEPS
+    elif isinstance(read, list):  # a step whose output was unreadable keeps out=None
+        read = [{"out": None, **step} for step in read]
+    assert read_shape_trace(raw) == read
 
 
 def test_a_forged_trace_is_bounded() -> None:
@@ -331,7 +346,7 @@ def test_both_executors_dry_run_in_the_local_sandbox(mnist: PreparedDataset) -> 
     assert LocalExecutor(ev).dry_run(NET)["message"] == "dry run ok: output (2, 10)"
     ray = RayExecutor(SandboxSettings(), ev)  # never connects: a dry run stays on this machine
     assert ray.dry_run(NET)["params"] == 3
-    assert ev.backend.jobs == 2  # type: ignore[attr-defined]
+    assert len(ev.backend.jobs) == 2  # type: ignore[attr-defined]
 
     class TrainOnly:
         def evaluate(self, code: str) -> EvalResult:

@@ -16,27 +16,7 @@ from agent.replies.edits import (
     edit_diff,
     has_edit_blocks,
 )
-
-BASE = """import torch
-import torch.nn as nn
-
-
-class Net(nn.Module):
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
-
-    def forward(self, x):  # x: (B, 1, 28, 28)
-        return self.head(self.features(x))  # (B, 10)
-"""
+from tests.helpers.prompts import BASE
 
 MODULE = """Here is a better network:
 

@@ -13,7 +13,7 @@ import agent.results.report
 from agent.archive.candidates import RunArchive
 from agent.search import finish
 from agent.settings import Settings
-from tests.unit.test_report import write_archive
+from tests.helpers.archive import write_archive
 
 
 def boom(*args: Any, **kwargs: Any) -> Any:

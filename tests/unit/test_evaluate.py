@@ -7,7 +7,6 @@ would have written; the real backends are exercised in tests/integration.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,44 +15,11 @@ from sandbox.backends.base import Job, Limits, RunOutcome
 from sandbox.cache import ResultCache
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-
-NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
-
-
-class ScriptedBackend:
-    name = "scripted"
-
-    def __init__(self, act: Callable[[Job], RunOutcome]) -> None:
-        self.act, self.jobs = act, 0
-
-    def run(self, job: Job) -> RunOutcome:
-        self.jobs += 1
-        assert (job.job_dir / "candidate.py").is_file() and (job.job_dir / "runner.py").is_file()
-        return self.act(job)
-
-
-def outcome(code: int | None = 0, timed_out: bool = False, oom: bool = False) -> RunOutcome:
-    return RunOutcome(code, timed_out, oom, log_tail="last words", seconds=1.0)
-
-
-def writes(
-    report: dict[str, object] | None, predictions: object = None, code: int = 0
-) -> Callable[[Job], RunOutcome]:
-    def act(job: Job) -> RunOutcome:
-        if report is not None:
-            (job.out_dir / "report.json").write_text(json.dumps(report))
-        if predictions is not None:
-            (job.out_dir / "predictions.json").write_text(json.dumps(predictions))
-        return outcome(code)
-
-    return act
+from tests.helpers.sandbox_jobs import NET, OK_REPORT, ScriptedBackend, outcome, writes
 
 
 def evaluator(mnist: PreparedDataset, act, cache: ResultCache | None = None) -> Evaluator:
     return Evaluator(mnist, ScriptedBackend(act), {}, Limits(timeout_s=7, memory_mb=999), cache)
-
-
-OK_REPORT = {"status": "ok", "params": 10, "flops": 20, "timings": {"train_s": 1.5}}
 
 
 def test_accuracy_is_computed_on_the_host(mnist: PreparedDataset) -> None:
@@ -104,7 +70,7 @@ def test_static_problems_never_start_a_sandbox(mnist: PreparedDataset) -> None:
     ev = evaluator(mnist, writes(OK_REPORT))
     assert ev.evaluate("class Net(:\n")["kind"] == "syntax"
     assert ev.evaluate("x = 1\n")["kind"] == "no_net"
-    assert ev.backend.jobs == 0  # type: ignore[attr-defined]
+    assert len(ev.backend.jobs) == 0  # type: ignore[attr-defined]
 
 
 def test_identical_code_is_trained_once(mnist: PreparedDataset, tmp_path: Path) -> None:
@@ -113,7 +79,7 @@ def test_identical_code_is_trained_once(mnist: PreparedDataset, tmp_path: Path) 
     ev = evaluator(mnist, writes(OK_REPORT, labels), cache)
     first = ev.evaluate(NET)
     again = ev.evaluate("# same net, other comments\n" + NET)
-    assert ev.backend.jobs == 1  # type: ignore[attr-defined]
+    assert len(ev.backend.jobs) == 1  # type: ignore[attr-defined]
     assert (first["cached"], again["cached"]) == (False, True)
     assert again["val_accuracy"] == first["val_accuracy"] == 1.0
     # the cache survives the process: a new evaluator over the same file hits it too

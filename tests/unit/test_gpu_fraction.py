@@ -21,8 +21,7 @@ from sandbox.data import PreparedDataset
 from sandbox.evaluate import evaluator_from_settings
 from sandbox.inside import runner
 from sandbox.settings import load_settings
-
-NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
+from tests.helpers.sandbox_jobs import NET
 
 
 class Stop(Exception):

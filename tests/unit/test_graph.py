@@ -8,133 +8,19 @@ loop itself: the K-window, the best, what each prompt carries, the ablation swit
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import BaseMessage
-from langgraph.checkpoint.memory import InMemorySaver
 
 import agent.nodes as nodes
 from agent.graph import build_graph
 from agent.settings import Settings
-from agent.state import TaskInfo
-from sandbox.executors import LocalExecutor
-from sandbox.result import EvalResult, new_result
-from tools.train_candidate import make_train_candidate
-
-# (kind, accuracy) per iteration: every failure kind, improvements and non-improvements
-SCRIPT: list[tuple[str, float | None]] = [
-    ("ok", 0.30),
-    ("shape", None),
-    ("ok", 0.45),
-    ("syntax", None),
-    ("ok", 0.40),
-    ("oom", None),
-    ("no_code", None),
-    ("timeout", None),
-    ("nan", None),
-    ("ok", 0.55),
-    ("import", None),
-    ("runtime", None),
-    ("killed", None),
-    ("no_net", None),
-    ("ok", 0.50),
-]
-
-
-def generator_reply(i: int) -> str:
-    kind, acc = SCRIPT[i % len(SCRIPT)]
-    if kind == "no_code":
-        return "I think a deeper network would help here, with more channels."
-    return (
-        f"Here is candidate {i}.\n```python\nimport torch.nn as nn\n# result: {kind} {acc}\n"
-        f"class Net(nn.Module):\n    width = {i}\n```"
-    )
-
-
-def improver_reply(i: int) -> str:
-    return json.dumps({"problem": f"problem-{i}", "suggestion": f"suggestion-{i}"})
-
-
-class RecordingChat(FakeListChatModel):
-    """A scripted chat model that also keeps every prompt it was sent, and reports token usage
-    as llama.cpp's and vLLM's servers do (the archive counts LLM calls by it)."""
-
-    prompts: list[str] = []  # noqa: RUF012  (pydantic copies it per instance)
-
-    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
-        self.prompts.append("\n".join(str(m.content) for m in input if isinstance(m, BaseMessage)))
-        reply = super().invoke(input, config, **kwargs)
-        reply.usage_metadata = {"input_tokens": 40, "output_tokens": 20, "total_tokens": 60}
-        return reply
-
-
-@dataclass
-class FakeDataset:
-    name: str = "mnist5k"
-    input_shape: tuple[int, int, int] = (1, 28, 28)
-    num_classes: int = 10
-    n_train: int = 3600
-
-
-class ScriptedEvaluator:
-    dataset = FakeDataset()
-
-    def evaluate(self, code: str) -> EvalResult:
-        match = re.search(r"# result: (\w+) (\S+)", code)
-        assert match, code
-        kind, acc = match.group(1), match.group(2)
-        if kind == "ok":
-            return new_result("ok", "trained", "h", val_accuracy=float(acc))
-        return new_result(kind, f"{kind} failure", "h")
-
-    def dry_run(self, code: str) -> EvalResult:
-        """The check step's dry run: every scripted module builds; training decides."""
-        return new_result("ok", "dry run passed", "h")
-
-
-def use_evaluator(monkeypatch: pytest.MonkeyPatch, ev: ScriptedEvaluator) -> None:
-    """Bind the search's doors into tools (`task_for`, `train_candidate_for`, `executor_for` for
-    the check step's dry run) to `ev`: the real `train_candidate` tool and the local executor, in
-    front of a scripted evaluator."""
-    tool = make_train_candidate(LocalExecutor(ev))
-    data = ev.dataset
-    task = TaskInfo(
-        dataset=data.name,
-        input_shape=list(data.input_shape),
-        num_classes=data.num_classes,
-        n_train=data.n_train,
-    )
-    monkeypatch.setattr(nodes, "task_for", lambda settings: task)
-    monkeypatch.setattr(nodes, "train_candidate_for", lambda settings: tool)
-    # the check step's door: its dry run goes through the same local executor
-    monkeypatch.setattr(nodes, "executor_for", lambda settings: LocalExecutor(ev))
-
-
-@pytest.fixture
-def roles(monkeypatch: pytest.MonkeyPatch) -> dict[str, RecordingChat]:
-    n = 60
-    chats = {
-        "generator": RecordingChat(responses=[generator_reply(i) for i in range(n)], prompts=[]),
-        "improver": RecordingChat(responses=[improver_reply(i) for i in range(n)], prompts=[]),
-    }
-    monkeypatch.setattr(nodes, "chat_for", lambda role, settings: chats[role])
-    use_evaluator(monkeypatch, ScriptedEvaluator())
-    return chats
-
-
-def run(tmp_path: Path, iterations: int = 15, **settings: Any) -> tuple[list[dict[str, Any]], Any]:
-    """Run the graph; returns the state after each step and the final state."""
-    graph = build_graph(checkpointer=InMemorySaver())
-    ctx = Settings(runs_dir=tmp_path, iterations=iterations, **settings)
-    config: Any = {"configurable": {"thread_id": "t"}, "recursion_limit": 500}
-    states = list(graph.stream({"run_id": "t"}, config, context=ctx, stream_mode="values"))
-    return states, graph.get_state(config).values
+from tests.helpers.graph import (
+    SCRIPT,
+    RecordingChat,
+    run,
+)
 
 
 def test_window_best_and_prompts_over_fifteen_iterations(

@@ -17,27 +17,13 @@ from torch import nn
 
 from agent.prompts import constraints_text, generator_messages
 from agent.settings import Settings
-from sandbox.backends.base import Job, Limits, RunOutcome
+from sandbox.backends.base import Job, Limits
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator, held_out_evaluator
 from sandbox.hardware import HardwareLimits, violations
 from sandbox.held_out import held_out_view
 from sandbox.inside import runner
-
-NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
-
-
-class ScriptedBackend:
-    name = "scripted"
-
-    def __init__(self, act: Callable[[Job], None]) -> None:
-        self.act = act
-        self.jobs: list[Job] = []
-
-    def run(self, job: Job) -> RunOutcome:
-        self.jobs.append(job)
-        self.act(job)
-        return RunOutcome(0, False, False, "", 1.0)
+from tests.helpers.sandbox_jobs import NET, ScriptedBackend
 
 
 def trained(labels: list[int], **report: Any) -> Callable[[Job], None]:

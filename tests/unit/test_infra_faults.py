@@ -6,7 +6,7 @@ exercised in tests/integration/test_infra_process.py and test_infra_docker.py).
 
 from __future__ import annotations
 
-import json
+import pickle
 import re
 from pathlib import Path
 
@@ -18,24 +18,14 @@ from sandbox.cache import ResultCache
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.faults import InfrastructureFault
-from sandbox.inside import WORKER as INSIDE_WORKER
-from sandbox.inside import runner
-
-NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
-WORKER = INSIDE_WORKER
+from sandbox.inside import WORKER, runner
+from tests.helpers.sandbox_jobs import NET, ScriptedBackend
 
 
-class ScriptedBackend:
-    name = "scripted"
-
-    def __init__(self, reached: bool | None, tail: str = "", exit_code: int = 1) -> None:
-        self.reached, self.tail, self.exit_code, self.jobs = reached, tail, exit_code, 0
-
-    def run(self, job: Job) -> RunOutcome:
-        self.jobs += 1
-        return RunOutcome(
-            self.exit_code, False, False, self.tail, 1.0, reached_candidate=self.reached
-        )
+def scripted(reached: bool | None, tail: str = "", exit_code: int = 1) -> ScriptedBackend:
+    """A job that ended with `exit_code`, having reached the candidate or not."""
+    done = RunOutcome(exit_code, False, False, tail, 1.0, reached_candidate=reached)
+    return ScriptedBackend(outcome=done)
 
 
 class BrokenBackend:
@@ -54,7 +44,7 @@ def test_a_job_that_never_reached_the_candidate_is_a_fault_not_a_result(
 ) -> None:
     cache = ResultCache(tmp_path / "cache.sqlite")
     tail = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'torch'\n"
-    backend = ScriptedBackend(reached=False, tail=tail)
+    backend = scripted(reached=False, tail=tail)
     with pytest.raises(InfrastructureFault) as caught:
         make(mnist, backend, cache).evaluate(NET)
     fault = caught.value
@@ -64,7 +54,7 @@ def test_a_job_that_never_reached_the_candidate_is_a_fault_not_a_result(
     # not cached: the same code goes to the sandbox again once it works
     with pytest.raises(InfrastructureFault):
         make(mnist, backend, cache).evaluate(NET)
-    assert backend.jobs == 2
+    assert len(backend.jobs) == 2
     with cache._connect() as db:
         assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
 
@@ -73,11 +63,11 @@ def test_the_same_exit_after_the_marker_is_the_candidates_and_cached(
     mnist: PreparedDataset, tmp_path: Path
 ) -> None:
     cache = ResultCache(tmp_path / "cache.sqlite")
-    backend = ScriptedBackend(reached=True, tail=f"{CANDIDATE_MARKER}\nbye\n")
+    backend = scripted(reached=True, tail=f"{CANDIDATE_MARKER}\nbye\n")
     result = make(mnist, backend, cache).evaluate(NET)
     assert result["kind"] == "runtime" and "exited with code 1" in result["message"]
     assert make(mnist, backend, cache).evaluate(NET)["cached"] is True
-    assert backend.jobs == 1
+    assert len(backend.jobs) == 1
 
 
 def test_a_backend_that_raises_is_a_fault_naming_the_engine(mnist: PreparedDataset) -> None:
@@ -89,7 +79,7 @@ def test_a_backend_that_raises_is_a_fault_naming_the_engine(mnist: PreparedDatas
 def test_a_dataset_the_sandbox_cannot_read_names_the_dataset_fix(mnist: PreparedDataset) -> None:
     tail = "[runner] runtime: OSError: the dataset's train_images.pt cannot be read (during setup)"
     with pytest.raises(InfrastructureFault) as caught:
-        make(mnist, ScriptedBackend(reached=False, tail=tail), None).evaluate(NET)
+        make(mnist, scripted(reached=False, tail=tail), None).evaluate(NET)
     assert "train_images.pt" in caught.value.cause and "NASLOOP_DATA_DIR" in caught.value.fix
 
 
@@ -97,12 +87,12 @@ def test_a_result_cached_by_one_runner_version_is_not_served_to_another(
     mnist: PreparedDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = ResultCache(tmp_path / "cache.sqlite")
-    backend = ScriptedBackend(reached=True)
+    backend = scripted(reached=True)
     make(mnist, backend, cache).evaluate(NET)
     assert make(mnist, backend, cache).evaluate(NET)["cached"] is True  # same runner: served
     monkeypatch.setattr(evaluate, "RUNNER_VERSION", "another-runner")
     assert make(mnist, backend, cache).evaluate(NET)["cached"] is False  # new runner: trained
-    assert backend.jobs == 2
+    assert len(backend.jobs) == 2
 
 
 def test_the_runner_version_is_the_hash_of_the_runner_file() -> None:
@@ -116,11 +106,11 @@ def test_a_result_of_one_backend_is_not_served_to_another(
     mnist: PreparedDataset, tmp_path: Path
 ) -> None:
     cache = ResultCache(tmp_path / "cache.sqlite")
-    process, docker = ScriptedBackend(reached=True), ScriptedBackend(reached=True)
+    process, docker = scripted(reached=True), scripted(reached=True)
     docker.name = "docker"
     make(mnist, process, cache).evaluate(NET)
     assert make(mnist, docker, cache).evaluate(NET)["cached"] is False
-    assert (process.jobs, docker.jobs) == (1, 1)
+    assert (len(process.jobs), len(docker.jobs)) == (1, 1)
 
 
 @pytest.mark.parametrize("cut", range(1, len(CANDIDATE_MARKER)))
@@ -146,4 +136,8 @@ def test_fault_message_is_one_line_cause_then_fix() -> None:
         "engine gone",
         "start it",
     )
-    assert json.dumps(str(fault))  # plain text
+    # A Ray worker's fault reaches the driver pickled (sandbox/ray_executor.py): it must arrive
+    # whole, its cause and fix apart, as the run's one line names them
+    back = pickle.loads(pickle.dumps(fault))
+    assert type(back) is InfrastructureFault
+    assert (back.cause, back.fix, str(back)) == ("engine gone", "start it", "engine gone: start it")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import ROOT
+
 PACKAGES = ("graphs", "agent", "tools", "sandbox")
 MAX_LINES = 400
 TRAVELS_ALONE = {"sandbox/inside/runner.py"}  # the in-sandbox runner: one self-contained file

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.llm import build
 from agent.llm.build import (
-    CUDA_CMAKE_ARGS,
-    _extra_cmake_args,
     cached_llama_server,
     find_llama_server,
 )
@@ -29,12 +30,37 @@ def executable(path: Path) -> Path:
     return path
 
 
-def test_a_cuda_build_asks_cmake_for_cuda_and_caches_apart_from_the_cpu_build():
-    assert _extra_cmake_args(cuda=True)[: len(CUDA_CMAKE_ARGS)] == list(CUDA_CMAKE_ARGS)
-    assert "-DGGML_CUDA=ON" in CUDA_CMAKE_ARGS
-    assert not _extra_cmake_args(cuda=False)
-    assert cached_llama_server(cuda=True) != cached_llama_server(cuda=False)
-    assert cached_llama_server(cuda=True).parent.parent == cached_llama_server().parent.parent
+def configure_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **kwargs: Any) -> Any:
+    """The cmake commands a build runs (nothing is fetched or compiled) and the path it made."""
+    commands: list[list[str]] = []
+
+    def run(cmd: list[str], what: str, log: bool) -> None:
+        commands.append(cmd)
+        if "--build" in cmd:  # what the compile would leave
+            executable(Path(cmd[cmd.index("--build") + 1]) / "bin" / "llama-server")
+
+    monkeypatch.setattr(build, "_fetch_source", lambda version, work, log: tmp_path / "src")
+    monkeypatch.setattr(build, "_run", run)
+    monkeypatch.setattr(shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    return commands, build.build_llama_server(log=False, **kwargs)
+
+
+def test_a_cuda_build_asks_cmake_for_cuda_and_caches_apart_from_the_cpu_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (cpu_configure, _), cpu = configure_commands(monkeypatch, tmp_path)
+    (gpu_configure, _), gpu = configure_commands(monkeypatch, tmp_path, cuda=True)
+    portable = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF"]
+    assert cpu_configure[:5] == ["cmake", "-S", str(tmp_path / "src"), "-B", cpu_configure[4]]
+    assert cpu_configure[5:8] == portable and "-DGGML_CUDA=ON" not in cpu_configure
+    assert gpu_configure[5:8] == portable
+    assert gpu_configure[-2:] == ["-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=native"]
+    assert cpu == cached_llama_server() and gpu == cached_llama_server(cuda=True)
+    assert cpu.is_file() and gpu.is_file() and cpu != gpu and cpu.parent.parent == gpu.parent.parent
+    # a user's own flags reach cmake too, and get a cache directory of their own
+    monkeypatch.setenv("NASLOOP_LLAMA_CMAKE_ARGS", "-DGGML_AVX512=OFF")
+    (own_configure, _), own = configure_commands(monkeypatch, tmp_path)
+    assert own_configure[-1] == "-DGGML_AVX512=OFF" and own not in (cpu, gpu)
 
 
 def test_a_cpu_llama_server_on_the_path_serves_cpu_choices_but_not_gpu_ones(

@@ -24,6 +24,7 @@ from agent.check.ask_again import Again, fixer
 from agent.check.cascade import SandboxChecks
 from agent.check.llm_fixes import calls_left, fix_plan
 from agent.check.locate import excerpt, locate, trace_lines
+from agent.check.novelty import REASK_SEED_STEP
 from agent.check.step import Attempt, Iteration, attempt_recorder, check_and_train
 from agent.llm.client import make_chat
 from agent.prompts.fix import repair_messages, resample_note
@@ -46,6 +47,7 @@ from tests.fakes.repairs import (
     WRONG_LINE_NUMBER,
     EverNewMistakes,
     LocatingResponder,
+    follows,
     stubborn,
 )
 
@@ -177,6 +179,7 @@ class Run:
     archive: RunArchive
     trained: list[str] = field(default_factory=list)
     again: Again | None = None  # the last iteration's, with what it spent
+    seed: int = 7  # the iteration's sampling seed; a repair asks with seed + REASK_SEED_STEP
 
     def train(self, code: str) -> dict[str, Any]:
         self.trained.append(code)
@@ -192,7 +195,7 @@ class Run:
             prompt=PROMPT,
             task=TASK,
             temperature=0.4,
-            seed=7,
+            seed=self.seed,
             retries=0,
             run_dir=self.archive.run_dir,
             iteration=0,
@@ -233,14 +236,42 @@ def serve(tmp_path: Path) -> Iterator[Any]:
         server.close()
 
 
-def test_a_model_shown_the_failing_lines_repairs_its_mistake(serve: Any) -> None:
+FOLLOWED_SEED = 2  # an iteration seed whose first repair (seed + REASK_SEED_STEP) is followed
+
+
+def repaired_seeds(serve: Any, seeds: range) -> list[int]:
+    """The iteration seeds at which two repairs turned the mistake into a trained net."""
+    fixed = []
+    for seed in seeds:
+        run = serve(LocatingResponder())
+        run.seed = seed
+        final = run.check(("repair", "repair"))
+        if final.result["kind"] == "ok":
+            assert RIGHT_LINE in (final.code or "") and run.trained == [final.code]
+            fixed.append(seed)
+        else:  # the module came back unchanged: a repeat ends the repairs, nothing is trained
+            assert final.result["kind"] == "duplicate" and run.trained == []
+            assert len(run.server.requests) == 1
+    return fixed
+
+
+def test_a_model_shown_the_failing_lines_repairs_its_mistake_some_of_the_time(
+    serve: Any,
+) -> None:
+    assert follows(FOLLOWED_SEED + REASK_SEED_STEP)
     run = serve(LocatingResponder())
+    run.seed = FOLLOWED_SEED
     final = run.check(("repair", "repair"))
     assert final.result["kind"] == "ok" and RIGHT_LINE in (final.code or "")
     assert run.sources() == [("generator", "dry_run", "shape"), ("repair", "train", "ok")]
     assert run.trained == [final.code]
     (request,) = run.server.requests  # one repair was enough: the second is not asked
     assert request["temperature"] == 0.4  # a repair keeps the iteration's temperature
+    assert request["seed"] == FOLLOWED_SEED + REASK_SEED_STEP
+    # over twenty iterations, as often as the small model follows a pointed repair: not always
+    fixed = repaired_seeds(serve, range(20))
+    assert fixed == [s for s in range(20) if follows(s + REASK_SEED_STEP)]
+    assert 2 <= len(fixed) <= 10
 
 
 def test_without_the_failing_lines_the_same_model_repeats_its_mistake(
@@ -248,9 +279,11 @@ def test_without_the_failing_lines_the_same_model_repeats_its_mistake(
 ) -> None:
     monkeypatch.setattr(prompts_fix, "locate", lambda code, failure: None)  # the mechanism off
     run = serve(LocatingResponder())
+    run.seed = FOLLOWED_SEED  # a seed at which it follows a repair that points at the line
     final = run.check(("repair", "repair"))
     assert run.trained == [] and final.result["kind"] == "duplicate"
     assert run.sources() == [("generator", "dry_run", "shape"), ("repair", "novelty", "duplicate")]
+    assert repaired_seeds(serve, range(20)) == []
 
 
 def test_a_model_that_repeats_its_mistake_is_not_asked_again_by_that_fix(serve: Any) -> None:

@@ -4,13 +4,15 @@ recorded as such, and a window that never holds two identical triples in a row."
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from agent.prompts import generator_messages
 from agent.replies.advice import parse_improvement
 from agent.replies.advice_cleaning import UNREADABLE, clean_advice, clean_field
-from agent.state import TaskInfo, Triple, WindowUpdate, push_triples, update_window
+from agent.state import State, TaskInfo, Triple, WindowUpdate, push_triples, update_window
 from tests.fakes.mistakes import ADVICE
 
 TASK = TaskInfo(dataset="mnist5k", input_shape=[1, 28, 28], num_classes=10, n_train=600)
@@ -58,9 +60,35 @@ class TestWindow:
         )
         assert "tried 2 times in a row" in text
 
-    def test_a_checkpoint_round_trip_keeps_the_count(self) -> None:
-        merged = push_triples([triple(0)], [triple(1)], keep=5)
-        assert json.loads(json.dumps(merged)) == merged
+    def test_a_checkpoint_round_trip_keeps_the_count(self, tmp_path: Path) -> None:
+        """The window goes through the SQLite checkpointer a run resumes from (agent/search.py):
+        a run reopened from its checkpoint file sees the merged line with its count, and the
+        next iteration's same advice counts on from there."""
+        from langgraph.checkpoint.sqlite import SqliteSaver
+        from langgraph.graph import END, START, StateGraph
+
+        def improve(state: State) -> dict[str, Any]:  # the improve node's window update
+            return {"window": WindowUpdate(append=[triple(state["iteration"])], keep=5)}
+
+        builder = StateGraph(State)
+        builder.add_node("improve", improve)
+        builder.add_edge(START, "improve")
+        builder.add_edge("improve", END)
+        path = str(tmp_path / "checkpoints.sqlite")
+        config: Any = {"configurable": {"thread_id": "r"}}
+        first: Any = {"window": [triple(0)], "iteration": 1}
+        with SqliteSaver.from_conn_string(path) as saver:
+            builder.compile(checkpointer=saver).invoke(first, config)
+        with SqliteSaver.from_conn_string(path) as saver:  # a new process: the file only
+            graph = builder.compile(checkpointer=saver)
+            window = graph.get_state(config).values["window"]
+            assert window == [
+                Triple(iteration=1, problem="p", suggestion="s", outcome="o", count=2)
+            ]
+            graph.invoke(cast(Any, {"iteration": 2}), config)
+        with SqliteSaver.from_conn_string(path) as saver:
+            window = builder.compile(checkpointer=saver).get_state(config).values["window"]
+        assert window == [Triple(iteration=2, problem="p", suggestion="s", outcome="o", count=3)]
 
 
 class TestHygiene:

@@ -25,7 +25,7 @@ from agent.graph import build_graph
 from agent.settings import Settings
 from sandbox.result import EvalResult
 from sandbox.settings import SettingsError
-from tests.unit.test_graph import SCRIPT, ScriptedEvaluator, generator_reply, use_evaluator
+from tests.helpers.graph import SCRIPT, ScriptedEvaluator, generator_reply, use_evaluator
 
 
 class SeededChat:

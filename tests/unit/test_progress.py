@@ -17,9 +17,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from agent.graph import build_graph
 from agent.progress import InOrder, PlainProgress, Scoreboard, candidate_line, progress_view
 from agent.settings import Settings
-from tests.unit.test_graph import SCRIPT, RecordingChat, roles
+from tests.helpers.graph import SCRIPT, RecordingChat
 
-__all__ = ["roles"]  # a fixture, used by name
 LINE = re.compile(r"^\[(\d+)/(\d+)\] w(\d) best (\S+) \| success (\d+)/(\d+) \(\d+%\) \| last ")
 
 

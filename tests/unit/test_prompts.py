@@ -15,42 +15,21 @@ from agent.prompts import (
     outcome_text,
 )
 from agent.replies.advice import parse_improvement
-from agent.state import Candidate, TaskInfo, Triple
+from agent.state import Candidate, Triple
 from sandbox.result import EvalResult, new_result
-
-TASK = TaskInfo(dataset="cifar100", input_shape=[3, 40, 48], num_classes=37, n_train=45_000)
-
-BEST_CODE = "import torch.nn as nn\n\nclass Net(nn.Module):\n    BEST_MARKER = 1\n"
-LAST_CODE = "import torch.nn as nn\n\nclass Net(nn.Module):\n    LAST_MARKER = 1\n"
-SUGGESTION = "SUGGESTION_MARKER: add BatchNorm after conv2."
-
-
-def ok_result(accuracy: float = 0.65, **extra: Any) -> EvalResult:
-    fields: dict[str, Any] = {"val_accuracy": accuracy, "params": 420_000, "flops": 12_300_000}
-    fields.update(extra)
-    return new_result("ok", "", "hash", **fields)
-
-
-def failed_result(kind: str = "shape", message: str = "mat1 and mat2 shapes") -> EvalResult:
-    traceback = 'Traceback (most recent call last):\n  File "candidate.py", line 9\nTRACE_MARKER'
-    return new_result(kind, message, "hash", traceback=traceback)
-
-
-BEST = Candidate(iteration=3, code=BEST_CODE, result=ok_result(0.65))
-LAST_OK = Candidate(iteration=5, code=LAST_CODE, result=ok_result(0.61))
-LAST_FAILED = Candidate(iteration=5, code=LAST_CODE, result=failed_result())
-WINDOW = [
-    Triple(iteration=4, problem="WINDOW_P1", suggestion="WINDOW_S1", outcome="ok: val 0.6"),
-    Triple(iteration=5, problem="WINDOW_P2", suggestion="WINDOW_S2", outcome="failed (oom): x"),
-]
-
-
-def text(messages: list[BaseMessage]) -> str:
-    return "\n".join(str(m.content) for m in messages)
-
-
-def human(messages: list[BaseMessage]) -> str:
-    return str(messages[-1].content)
+from tests.helpers.prompts import (
+    BEST,
+    LAST_CODE,
+    LAST_FAILED,
+    LAST_OK,
+    SUGGESTION,
+    TASK,
+    WINDOW,
+    failed_result,
+    human,
+    ok_result,
+    text,
+)
 
 
 def full_generator(**changes: Any) -> list[BaseMessage]:
@@ -98,9 +77,19 @@ class TestOutcomeText:
         result = new_result("no_code", "the reply held no code", "hash")
         assert outcome_text(result) == "failed (no_code): the reply held no code"
 
-    @pytest.mark.parametrize("bad", [{}, {"kind": None}, {"kind": "ok", "val_accuracy": "x"}])
-    def test_malformed_results_do_not_raise(self, bad: dict[str, Any]) -> None:
-        assert isinstance(outcome_text(cast(EvalResult, bad)), str)
+    @pytest.mark.parametrize(
+        ("bad", "line"),
+        [
+            ({}, "failed (unknown): no message"),
+            ({"kind": None}, "failed (unknown): no message"),
+            ({"kind": "ok", "val_accuracy": "x"}, "ok: val accuracy unknown"),
+            ({"kind": "ok", "val_accuracy": 0.5, "params": "many"}, "ok: val accuracy 0.5000"),
+            ({"kind": "shape", "message": 42}, "failed (shape): 42"),
+            ("not a dict", "failed (unknown): no result"),
+        ],
+    )
+    def test_malformed_results_say_what_is_unknown(self, bad: Any, line: str) -> None:
+        assert outcome_text(cast(EvalResult, bad)) == line
 
 
 # --------------------------------------------------------------------------- Generator
@@ -254,6 +243,9 @@ class TestImproverMessages:
         template = prompt[prompt.index("{") :]
         assert parse_improvement(template) is None  # a model that echoes it gives nothing
 
-    def test_malformed_candidate_does_not_raise(self) -> None:
+    def test_a_malformed_candidate_is_asked_about_as_an_unknown_failure(self) -> None:
         last = Candidate(iteration=1, code="", result=cast(EvalResult, {}))
-        assert improver_messages(TASK, last=last, best=None, window=[])
+        prompt = human(improver_messages(TASK, last=last, best=None, window=[]))
+        assert "## Result of attempt 1\nIt FAILED. Error kind: unknown.\nno message\n" in prompt
+        assert "The network failed with a unknown error. Your ONLY job is to fix" in prompt
+        assert "```python\n" not in prompt  # no code to show

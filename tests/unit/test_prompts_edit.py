@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +20,9 @@ from agent.settings import Settings
 from agent.state import Candidate
 from sandbox.code import code_hash
 from sandbox.result import new_result
-from tests.unit.test_edits import BASE
-from tests.unit.test_prompts import LAST_FAILED, SUGGESTION, TASK, WINDOW, human, ok_result
+from tests.helpers.paths import ROOT
+from tests.helpers.prompts import BASE, LAST_FAILED, SUGGESTION, TASK, WINDOW, human, ok_result
 
-ROOT = Path(__file__).resolve().parents[2]
 BEST = Candidate(iteration=3, code=BASE, result=ok_result(0.65))
 
 

@@ -11,7 +11,7 @@ from agent.prompts import SUGGESTION_CHARS
 from agent.prompts.common import HEAD
 from agent.prompts.short import short_generator_messages, with_note
 from sandbox.code import static_problem
-from tests.unit.test_prompts import BEST, LAST_FAILED, SUGGESTION, TASK, WINDOW, human, text
+from tests.helpers.prompts import BEST, LAST_FAILED, SUGGESTION, TASK, WINDOW, human, text
 
 
 def short(**changes: Any) -> list[BaseMessage]:

@@ -21,7 +21,7 @@ from sandbox.executors import LocalExecutor
 from sandbox.ray_executor import RayExecutor, _unreachable
 from sandbox.result import EvalResult, new_result
 from sandbox.settings import SandboxSettings
-from tests.integration.agent_cli import ROOT
+from tests.helpers.paths import ROOT
 
 
 @dataclass

@@ -18,9 +18,8 @@ import agent.search
 from agent.llm.client import LLMUnavailable
 from agent.settings import Settings
 from tests.fakes import FakeOpenAIServer
+from tests.helpers.paths import ROOT
 from tools.search import search_architectures
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_schema_is_what_a_calling_model_sees() -> None:

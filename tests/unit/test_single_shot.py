@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.test_graph import RecordingChat, roles, run  # noqa: F401  (roles: a fixture)
+from tests.helpers.graph import RecordingChat, run
 
 
 def test_single_shot_sees_only_the_task_and_calls_no_improver(
     tmp_path: Path,
-    roles: dict[str, RecordingChat],  # noqa: F811
+    roles: dict[str, RecordingChat],
 ) -> None:
     _, final = run(tmp_path, iterations=8, single_shot=True)
     assert final["iteration"] == 8 and final["ok_count"] >= 2  # a best exists to be hidden
@@ -24,7 +24,7 @@ def test_single_shot_sees_only_the_task_and_calls_no_improver(
 
 def test_the_limits_are_in_every_generator_prompt(
     tmp_path: Path,
-    roles: dict[str, RecordingChat],  # noqa: F811
+    roles: dict[str, RecordingChat],
 ) -> None:
     run(tmp_path, iterations=4, max_params=50_000, constraints="no attention")
     prompts = roles["generator"].prompts

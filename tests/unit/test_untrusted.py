@@ -21,17 +21,17 @@ from typing import Any
 import pytest
 
 from agent.archive.candidates import RunArchive
-from sandbox.backends.base import Job, Limits, RunOutcome
+from sandbox.backends.base import Limits
 from sandbox.code import MAX_OPERATORS_PER_STATEMENT, MAX_SOURCE_BYTES, code_hash, static_problem
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from sandbox.job_report import read_report
 from sandbox.scoring import InvalidPredictions, read_predictions
 from sandbox.untrusted import MAX_REPORT_BYTES, TEXT_LIMITS, HostileOutput, read_bounded
+from tests.helpers.sandbox_jobs import NET, ScriptedBackend
 from tools.train_candidate import make_train_candidate
 
 MIB = 2**20
-NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n"
 OK = {"status": "ok", "kind": "ok", "params": 10, "flops": 20, "timings": {"train_s": 1.0}}
 
 
@@ -253,17 +253,9 @@ def test_a_source_too_large_to_parse_safely_is_refused(source: str, words: str) 
 # --- through the evaluator, the tool and the archive ---------------------------------------
 
 
-class ScriptedBackend:
-    """Stands in for a sandbox whose candidate left `act`'s files in the out dir."""
-
-    name = "scripted"
-
-    def __init__(self, act: Callable[[Path], None]) -> None:
-        self.act = act
-
-    def run(self, job: Job) -> RunOutcome:
-        self.act(job.out_dir)
-        return RunOutcome(0, False, False, "last words", 1.0)
+def in_out_dir(act: Callable[[Path], None]) -> ScriptedBackend:
+    """A scripted sandbox whose candidate left `act`'s files in the out dir."""
+    return ScriptedBackend(lambda job: act(job.out_dir))
 
 
 def ok_with(predictions: bytes | None = None, **report: Any) -> Callable[[Path], None]:
@@ -312,7 +304,7 @@ ATTACKS: dict[str, Callable[[Path], Callable[[Path], None]]] = {
 def test_the_evaluator_classifies_hostile_output_and_the_archive_records_it(
     mnist: PreparedDataset, tmp_path: Path, secret: tuple[Path, str], attack: str
 ) -> None:
-    backend = ScriptedBackend(ATTACKS[attack](secret[0]))
+    backend = in_out_dir(ATTACKS[attack](secret[0]))
     evaluator = Evaluator(mnist, backend, {}, Limits(timeout_s=9))
     tool = make_train_candidate(evaluator)
     result = bounded_memory(lambda: tool.invoke({"code": NET}))
@@ -331,7 +323,7 @@ def test_a_parse_bomb_never_reaches_the_sandbox(mnist: PreparedDataset) -> None:
     def act(out: Path) -> None:
         raise AssertionError("the sandbox was started for a source that cannot be parsed")
 
-    evaluator = Evaluator(mnist, ScriptedBackend(act), {}, Limits(timeout_s=9))
+    evaluator = Evaluator(mnist, in_out_dir(act), {}, Limits(timeout_s=9))
     result = bounded_memory(lambda: evaluator.evaluate(bomb("lambda", 20_000)))
     assert result["kind"] == "syntax" and "operators deep" in result["message"], result
 

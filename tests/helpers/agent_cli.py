@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import ROOT
 
 
 def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -35,6 +35,18 @@ def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def fake_model_env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
+    """`agent_env` with both roles served by the fake OpenAI server at `base_url`: its
+    `fake-generator` and `fake-improver` models (tests/fakes)."""
+    return agent_env(
+        tmp_path,
+        NASLOOP_GENERATOR_BASE_URL=base_url,
+        NASLOOP_GENERATOR_MODEL="fake-generator",
+        NASLOOP_IMPROVER_MODEL="fake-improver",
+        **extra,
+    )
 
 
 def agent_run(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

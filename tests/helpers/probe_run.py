@@ -1,6 +1,6 @@
 """`python -m agent.run`, recording what every sandbox job was given, for test_results.py.
 
-    python -m tests.integration.probe_run LOG [agent.run flags ...]
+    python -m tests.helpers.probe_run LOG [agent.run flags ...]
 
 Appends one JSON line per event to LOG:
 - {"event": "job", "files": {name: sha256}, "self_test": bool}: the data directory a backend was
