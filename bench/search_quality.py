@@ -44,6 +44,7 @@ DEFAULT_VARIANTS = (
     "single_shot",
     "best_of_k",
     "no_auto_fix",
+    "no_dead_layers",
     "repair",
     "resample",
     "no_novelty",

@@ -22,7 +22,7 @@ from sandbox.backends.workdir import bound_out_dir, make_job_dir, remove_job_dir
 from sandbox.cache import ResultCache
 from sandbox.code import code_hash, static_problem
 from sandbox.data import OFFLINE_DATASET, DatasetUnavailable, PreparedDataset, prepare
-from sandbox.dry_run import DRY_RUN_TIMEOUT_S, dry_run_config, read_shape_trace
+from sandbox.dry_run import DRY_RUN_TIMEOUT_S, dry_run_config, read_probes, read_shape_trace
 from sandbox.faults import BACKEND_FIX, InfrastructureFault, one_line
 from sandbox.hardware import OVER_LIMIT, HardwareLimits, over_limit_message, violations
 from sandbox.inside import RUNNER
@@ -214,9 +214,13 @@ class Evaluator:
         traced = {"shape_trace": trace} if trace else {}
         if report is not None and report["status"] == "ok" and dry_run:
             message = f"dry run ok: output (2, {self.dataset.num_classes})"
-            return new_result("ok", message, digest, params=report["params"], **traced)
+            probes = read_probes(report["probes"])  # dead layers, fingerprint
+            return new_result("ok", message, digest, params=report["params"], **traced, **probes)
         if report is not None and report["status"] == "ok":
-            return self._score(report, job.out_dir, digest, outcome)
+            scored = self._score(report, job.out_dir, digest, outcome)
+            lazy = read_probes({"unused_lazy": report["probes"].get("unused_lazy")})
+            scored.update(lazy)  # type: ignore[typeddict-item]
+            return scored
         if report is not None and report["kind"] in FAILURE_KINDS:
             return new_result(
                 str(report["kind"]),

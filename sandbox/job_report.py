@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sandbox.backends.base import Job, RunOutcome
 
 REPORT = "report.json"
+PROBE_KEYS = ("dead_layers", "dead_params", "unused_lazy", "fingerprint")
 
 
 class Report(TypedDict):
@@ -48,6 +49,8 @@ class Report(TypedDict):
     latency_ms: float | None
     train_s: float | None
     shape_trace: Any  # raw; read_shape_trace keeps well-formed steps
+    # raw, read by read_probes: a passed dry run's dead layers and fingerprint
+    probes: dict[str, Any]
 
 
 def read_report(out_dir: Path) -> Report | None:
@@ -83,6 +86,7 @@ def checked_report(raw: dict[str, Any]) -> Report:
         latency_ms=_amount(raw.get("latency_ms"), "latency_ms", MAX_MILLISECONDS),
         train_s=train_s,
         shape_trace=raw.get("shape_trace"),
+        probes={k: raw.get(k) for k in PROBE_KEYS},
     )
 
 

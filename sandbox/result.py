@@ -27,6 +27,8 @@ FailureKind = (
     # trained again (set by the search's novelty check; no sandbox)
     | Literal["bad_edit"]  # the reply's edit blocks could not be applied to the code it was
     # shown (a SEARCH not in the code, or in it twice; no sandbox)
+    | Literal["dead_layers"]  # the dry run passed, but layers of the net get no gradient: the
+    # forward never reaches them (set by the search's check step)
 )
 
 
@@ -76,6 +78,13 @@ class EvalResult(TypedDict):
     verify_seconds: NotRequired[float]
     # a forward-pass check's module-by-module shapes: a dry run's, or a failed forward's
     shape_trace: NotRequired[list[ShapeStep]]
+    # what a passed dry run found (`read_probes`): the modules no gradient reaches and their
+    # parameter count, lazy modules the forward never called, and the architecture fingerprint
+    # the novelty check compares (the runner's docstring says how it is computed)
+    dead_layers: NotRequired[list[str]]
+    dead_params: NotRequired[int]
+    unused_lazy: NotRequired[list[str]]
+    fingerprint: NotRequired[str]
     # set only by the Ray executor:
     executor: NotRequired[str]  # "ray"
     lost: NotRequired[bool]  # its worker died on every try: failed, not cached

@@ -61,7 +61,17 @@ CREATE TABLE IF NOT EXISTS attempts (
     created REAL NOT NULL,
     PRIMARY KEY (iteration, attempt)
 );
+-- the architecture fingerprint of an attempt whose dry run computed one (sandbox/inside/runner.py's
+-- architecture_fingerprint): the novelty check's second key, beside the code hash
+CREATE TABLE IF NOT EXISTS architectures (
+    iteration INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (iteration, attempt)
+);
 """
+# seen_before's key for an architecture fingerprint (a bare key is a normalised code hash)
+ARCH = "arch:"
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,7 @@ class RunArchive(ArchiveTables):
         result: dict[str, Any],
         stage: str,
         diff: str = "",
+        fingerprint: str | None = None,
     ) -> None:
         """One attempt of `iteration` (numbered from 0); a re-run node rewrites its own rows."""
         row = (iteration, attempt, source, code_hash, code, diff, stage, result["kind"])
@@ -170,11 +181,17 @@ class RunArchive(ArchiveTables):
                 " diff, stage, kind, message, created) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (*row, result.get("message"), time.time()),
             )
+            if fingerprint:
+                db.execute(
+                    "INSERT OR REPLACE INTO architectures VALUES (?,?,?)",
+                    (iteration, attempt, fingerprint),
+                )
 
     def forget_attempts(self, iteration: int) -> None:
         """Drop `iteration`'s attempts: its node is run again (after a crash) from the start."""
         with self._connect() as db:
             db.execute("DELETE FROM attempts WHERE iteration=?", (iteration,))
+            db.execute("DELETE FROM architectures WHERE iteration=?", (iteration,))
 
     def attempts(self, iteration: int | None = None) -> list[dict[str, Any]]:
         where, args = ("WHERE iteration=?", (iteration,)) if iteration is not None else ("", ())
@@ -208,14 +225,18 @@ class RunArchive(ArchiveTables):
 
         Read from disk, not from graph state: a resumed run knows all it has tried, and the
         state stays constant in size. Candidates of runs older than the attempts table count too.
+        An architecture fingerprint a dry run computed is a key too, as ARCH + fingerprint: two
+        programs that differ only in text compute the same network.
         """
         seen: dict[str, SeenProgram] = {}
         with self._connect() as db:
             rows = db.execute(
                 "SELECT iteration, code_hash, kind, message FROM candidates WHERE iteration < ?"
                 " UNION ALL SELECT iteration, code_hash, kind, message FROM attempts"
-                " WHERE iteration < ? ORDER BY iteration DESC",
-                (iteration, iteration),
+                " WHERE iteration < ? UNION ALL SELECT f.iteration, ? || f.fingerprint, a.kind,"
+                " a.message FROM architectures f JOIN attempts a USING (iteration, attempt)"
+                " WHERE f.iteration < ? ORDER BY iteration DESC",
+                (iteration, iteration, ARCH, iteration),
             ).fetchall()
         for row in rows:  # newest first, so the oldest sighting of a hash wins
             if row["code_hash"]:

@@ -4,12 +4,14 @@ the archive says which one changed the code."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from agent.check.dead_layers import dead_layers_failure
 from agent.check.mechanical import mechanical_fix
 from agent.check.static import lint
 from agent.check.step import Fixed
+from agent.settings import Settings
 from agent.state import TaskInfo
 from sandbox.code import code_hash
 from sandbox.result import new_result
@@ -22,9 +24,10 @@ class DryRunner(Protocol):
 class SandboxChecks:
     """`agent.check.step.Checks` for a run: its executor's sandbox, its task's class count."""
 
-    def __init__(self, executor: DryRunner, task: TaskInfo) -> None:
+    def __init__(self, executor: DryRunner, task: TaskInfo, dead_layers: bool = True) -> None:
         self.executor = executor
         self.num_classes = task["num_classes"]
+        self.dead_layers = dead_layers  # a passed dry run with dead layers fails (dead_layers.py)
 
     def lint(self, code: str) -> dict[str, Any] | None:
         report = lint(code)
@@ -39,7 +42,8 @@ class SandboxChecks:
         return result
 
     def dry_run(self, code: str) -> dict[str, Any]:
-        return dict(self.executor.dry_run(code))
+        dry = dict(self.executor.dry_run(code))
+        return (dead_layers_failure(dry) if self.dead_layers else None) or dry
 
     def fix(self, code: str, failure: dict[str, Any], stage: str) -> Fixed | None:
         """The first mechanical fix that is sure, with its name."""
@@ -47,3 +51,12 @@ class SandboxChecks:
         if found is None:
             return None
         return Fixed(found.name, found.code, f"# {found.description}\n{found.diff}")
+
+
+def sandbox_checks(
+    settings: Settings, task: TaskInfo, executor_for: Callable[[Settings], DryRunner]
+) -> SandboxChecks | None:
+    """The run's checks when auto-fix is on (in the sandbox of `executor_for(settings)`)."""
+    if not settings.auto_fix:
+        return None
+    return SandboxChecks(executor_for(settings), task, settings.dead_layers)

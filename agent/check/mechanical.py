@@ -20,16 +20,18 @@ num_classes=None)`, `fix_view_size(code, dry_run_result)`, `fix_example_usage(co
 from __future__ import annotations
 
 import ast
-import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from agent.check.dead_layers import fix_skipped_features
 from agent.check.source_edit import (
+    Fix,
     ModulePaths,
     bound_at_top,
     callee,
+    fix_from,
     import_line,
     insert_lines,
     int_value,
@@ -77,14 +79,6 @@ NAME_ERROR = re.compile(r"NameError: name '(\w{1,80})' is not defined")
 VIEW_ERROR = re.compile(r"shape '\[(-?\d+), (\d+)\]' is invalid for input of size (\d+)")
 
 
-@dataclass(frozen=True)
-class Fix:
-    code: str  # the whole fixed module
-    description: str  # one line: what changed and why
-    diff: str  # unified diff, candidate.py before -> after
-    name: str = ""  # the fixer's name, as the archive records it (set by mechanical_fix)
-
-
 def mechanical_fix(
     code: str, problem: Mapping[str, Any], num_classes: int | None = None
 ) -> Fix | None:
@@ -97,6 +91,7 @@ def mechanical_fix(
     names += NAME_ERROR.findall(str(problem.get("message", "")))
     fixers: list[tuple[str, Callable[[], Fix | None]]] = [
         ("example_usage", lambda: fix_example_usage(code, problem)),
+        ("skipped_features", lambda: fix_skipped_features(code, problem)),
     ]
     if names:
         fixers.insert(0, ("imports", lambda: fix_missing_imports(code, names)))
@@ -132,7 +127,7 @@ def fix_missing_imports(code: str, undefined_names: Iterable[str]) -> Fix | None
     if set(lint(fixed)["undefined_names"]) & set(names):
         return None  # e.g. a name used before a local assignment: no import helps
     added = " and ".join(f"`{line}`" for line in lines)
-    return _fix(code, fixed, f"added {added} for names used without an import")
+    return fix_from(code, fixed, f"added {added} for names used without an import")
 
 
 def fix_linear_in_features(
@@ -170,7 +165,7 @@ def fix_linear_in_features(
     shape = tuple(step.get("in_shape", [])) or f"(B, {expected})"
     after = "a LazyLinear" if lazy else f"in_features {expected}"
     what = f"`{path}`: `{short(before)}` -> {after}, as the shape trace shows it receives {shape}"
-    return _fix(code, fixed, what)
+    return fix_from(code, fixed, what)
 
 
 def fix_missing_head(
@@ -207,7 +202,7 @@ def fix_missing_head(
     fixed = insert_lines(code, last.end_lineno or last.lineno, [f"{indent}self.head = {head}"])
     if imports_first:
         fixed = insert_lines(fixed, import_line(tree), [MODULE_IMPORTS["nn"]])
-    return _fix(code, fixed, f"defined the missing `self.head` in Net.__init__: {head}")
+    return fix_from(code, fixed, f"defined the missing `self.head` in Net.__init__: {head}")
 
 
 def fix_view_size(code: str, dry_run_result: Mapping[str, Any]) -> Fix | None:
@@ -246,7 +241,7 @@ def fix_view_size(code: str, dry_run_result: Mapping[str, Any]) -> Fix | None:
     fixed = replace_node(code, call, f"{tensor}.flatten(1)")
     values = int(found.group(3))
     why = f"{size} does not divide the {values} values of the dry run's batch"
-    return _fix(code, fixed, f"`{short(before)}` -> `{tensor}.flatten(1)`: {why}")
+    return fix_from(code, fixed, f"`{short(before)}` -> `{tensor}.flatten(1)`: {why}")
 
 
 def fix_example_usage(code: str, error: Mapping[str, Any] | str) -> Fix | None:
@@ -284,16 +279,6 @@ def fix_example_usage(code: str, error: Mapping[str, Any] | str) -> Fix | None:
         start -= 1
     fixed = "\n".join(lines[:start]).rstrip("\n") + "\n"
     first = short(lines[tail[0].lineno - 1], 60)
-    return _fix(code, fixed, f"removed the example usage after the last definition (`{first}` ...)")
-
-
-def _fix(before: str, after: str, description: str) -> Fix | None:
-    if after == before or parse_bounded(after) is None:
-        return None
-    diff = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
-        "a/candidate.py",
-        "b/candidate.py",
+    return fix_from(
+        code, fixed, f"removed the example usage after the last definition (`{first}` ...)"
     )
-    return Fix(code=after, description=short(description, 300), diff="".join(diff))

@@ -3,8 +3,12 @@
 A small model that failed once tends to return the same module again, nearly verbatim, however
 the request is worded (0 of 20 trained in the run that showed it: 3 distinct programs in 20
 iterations). A program is "the same" when its normalised hash is (comments and layout do not
-count). The run's hashes come from the run archive (`RunArchive.seen_before`), so
-a resumed run remembers everything it tried while the graph state stays small.
+count), or when its dry run computed the same architecture fingerprint (the leaf modules called,
+their hyper-parameters and output shapes, and Net.forward's own ops; names, comments, unused
+code and module-level tails aside). The fingerprint needs the dry run, so it is checked with
+auto-fix on, after the dry run passed. The run's hashes and fingerprints come from the run
+archive (`RunArchive.seen_before`), so a resumed run remembers everything it tried while the
+graph state stays small.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ def what_came_of(seen: SeenProgram) -> str:
     return f"failed with {seen.kind}: {message}" if message else f"failed with {seen.kind}"
 
 
-def repeat_note(seen: SeenProgram) -> str:
-    """The line the Generator gets when it repeated a program: which attempt, what came of it."""
+def repeat_note(seen: SeenProgram, network: bool = False) -> str:
+    """The line the Generator gets when it repeated a program (or, `network`, wrote another text
+    of a network already tried): which attempt, what came of it."""
+    same = "computed the same network as" if network else "was identical to"
     return (
-        f"Your answer was identical to attempt {seen.iteration}, which {what_came_of(seen)}. "
+        f"Your answer {same} attempt {seen.iteration}, which {what_came_of(seen)}. "
         "That network was already tried: write a different one (change the layers themselves, "
         "not only names or comments)."
     )

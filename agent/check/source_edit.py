@@ -8,6 +8,8 @@ the rest of the text as the model wrote it.
 from __future__ import annotations
 
 import ast
+import difflib
+from dataclasses import dataclass
 
 from agent.check.static import MAX_SOURCE_BYTES
 
@@ -177,3 +179,26 @@ def _index(lines: list[str], lineno: int, col_bytes: int) -> int:
 def short(text: str, limit: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A rewrite of a candidate's source on the host: the new module, why, and the diff."""
+
+    code: str  # the whole fixed module
+    description: str  # one line: what changed and why
+    diff: str  # unified diff, candidate.py before -> after
+    name: str = ""  # the fixer's name, as the archive records it (set by mechanical_fix)
+
+
+def fix_from(before: str, after: str, description: str) -> Fix | None:
+    """`after` as a Fix of `before`, with its diff (None: nothing changed, or it does not parse)."""
+    if after == before or parse_bounded(after) is None:
+        return None
+    diff = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        "a/candidate.py",
+        "b/candidate.py",
+    )
+    return Fix(code=after, description=short(description, 300), diff="".join(diff))

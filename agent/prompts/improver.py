@@ -44,6 +44,10 @@ FAILURE_HINTS = {
         "suggest one clearly different change to the network (another layer type, width or "
         "depth), not a repeat of earlier advice."
     ),
+    "dead_layers": (
+        "Layers of the network are never used by forward (named in the message): call them in "
+        "forward, in order, or remove them."
+    ),
     "bad_edit": (
         "The Generator's edit blocks did not fit the code: each SEARCH part must copy lines of "
         "the code shown exactly, enough of them to occur once; say which lines to copy."

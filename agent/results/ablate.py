@@ -10,14 +10,12 @@ gets the same budget (`--iterations`); seed s sets both the LLM sampling seed (`
 the training seed (`seed`), so the replicates differ in every random draw. Each variant sets all
 of the ablation switches, so a switch left on in `.env` cannot leak into another variant.
 
-Variants: full (the method), no_history (the Generator sees no window, K=0), no_improver (no
-suggestions, no triples), no_reference (no best code in the prompt), single_shot (the Generator
-sees only the task and no Improver runs: the baseline), diff and auto (the full method, its
-Generator editing the best network with SEARCH/REPLACE blocks), and for the search-quality
-benchmark no_memory, no_novelty, no_auto_fix, paper_prompts, best_of_k, and repair, resample and
-repair_resample (the full method with two LLM-side fixes per failed iteration: repair requests,
-hotter resamples, or one of each). Runs skip the final test unless the extra flags ask for it
-(`-- --final-top-k 1`): the comparison is about the searches.
+Variants: full (the method); no_history / no_memory (no window), no_improver, no_reference,
+no_novelty, no_auto_fix, no_dead_layers, paper_prompts (each takes one part away); single_shot
+(the task alone, no Improver: the baseline) and best_of_k (the same, a repeat asked again); diff
+and auto (the Generator edits the best network with SEARCH/REPLACE blocks); repair, resample and
+repair_resample (two LLM-side fixes per failed iteration). Runs skip the final test unless the
+extra flags ask for it (`-- --final-top-k 1`): the comparison is about the searches.
 
 Writes `<runs dir>/ablations/<name>/`: `results.json` (every run's best-so-far curve and numbers,
 and per variant the mean, sample standard deviation, min and max over seeds at each iteration),
@@ -50,6 +48,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no_reference": ("reference",),
     "no_novelty": ("novelty",),
     "no_auto_fix": ("auto_fix",),
+    "no_dead_layers": (
+        "dead_layers",
+    ),  # dead layers trained as they are (agent/check/dead_layers.py)
     "paper_prompts": ("paper_prompts",),
     # the baseline, plain sampling with the same prompts: no window, no Improver, no fixes
     "single_shot": ("single_shot", "novelty", "auto_fix"),
@@ -82,6 +83,7 @@ SWITCHES = {
     "single_shot": False,
     "novelty": True,
     "auto_fix": True,
+    "dead_layers": True,
     "paper_prompts": False,  # on: --prompt-style paper (the long prompts), off: short
 }
 ABLATIONS_DIR = "ablations"

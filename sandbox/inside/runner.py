@@ -12,6 +12,8 @@ the candidate's `Net` for the configured epochs on `<data>` and writes two files
 With `"mode": "dry_run"` in the config it stops after the cheap checks (import, build `Net`, one
 forward pass on two dummy images, output shape): no data is read, nothing is trained, and only the
 report is written. Either way a failed forward pass is explained by a shape trace (ShapeTrace).
+A dry run that passed also reports the layers no gradient reaches (`dead_layers`) and the
+network's architecture fingerprint (`fingerprint`): see probe_dry_run.
 
 Defaults are the reference paper's protocol (SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch
 128, random crop + horizontal flip), but data never goes through a DataLoader: the prepared uint8
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import inspect
 import json
 import math
@@ -82,6 +85,7 @@ _SHAPE_HINTS = (
     "channels",
     "mat1 and mat2",
 )
+MAX_NAMES = 32  # module names in one report list (unused_lazy, dead_layers)
 _OOM_HINTS = (
     "out of memory",
     "can't allocate memory",
@@ -638,8 +642,162 @@ def check_candidate(
     dummy = torch.randn(2, c, h, w)  # (B, C, H, W); two images so that BatchNorm can work
     check_output_shape(net, dummy, cfg["num_classes"], report)
     timings["forward_s"] = time.perf_counter() - t
-    report["params"] = sum(p.numel() for p in net.parameters())
+    report["params"] = count_params(net, report)  # after the forward: lazy modules have sizes
     return net, dummy
+
+
+def unused_lazy(net: nn.Module) -> list[str]:
+    """The lazy modules a forward pass left uninitialised (it never called them), by name."""
+    from torch.nn.parameter import is_lazy
+
+    names = {
+        name.rpartition(".")[0] or name
+        for name, value in [*net.named_parameters(), *net.named_buffers()]
+        if is_lazy(value)
+    }
+    return sorted(names)
+
+
+def count_params(net: nn.Module, report: dict[str, Any]) -> int:
+    """The parameters, counted after the forward pass that gave the lazy modules their sizes.
+
+    A lazy module that pass never called still holds uninitialised parameters, and every later
+    step would raise on them (numel, channels_last, the optimiser, state_dict): the evaluator's
+    own step, charged to the candidate. So each is given an empty tensor (0 values: nothing to
+    train, count or save), and the module is named in `report["unused_lazy"]`.
+    """
+    unused = unused_lazy(net)
+    if unused:
+        from torch.nn.parameter import is_lazy
+
+        for value in [*net.parameters(), *net.buffers()]:
+            if is_lazy(value):
+                value.materialize((0,))
+        report["unused_lazy"] = unused[:MAX_NAMES]
+        log(f"lazy modules the forward pass never called (left empty): {', '.join(unused)}")
+    return sum(p.numel() for p in net.parameters())
+
+
+def probe_dry_run(
+    net: nn.Module, x: torch.Tensor, num_classes: int, report: dict[str, Any]
+) -> None:
+    """What a passed dry run adds: the architecture fingerprint, then the dead layers.
+
+    Both are our questions about a net that already passed, so a probe that raises (an op with
+    no backward, say) only leaves its field out: training will tell the candidate's error itself.
+    """
+    t = time.perf_counter()
+    try:
+        report["fingerprint"], report["fingerprint_steps"] = architecture_fingerprint(net, x)
+    except BaseException as exc:
+        log(f"no architecture fingerprint: {one_line(exc)}")
+    report["timings"]["fingerprint_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    try:
+        dead, values = dead_layers(net, x, num_classes)
+        report["dead_layers"], report["dead_params"] = dead[:MAX_NAMES], values
+    except BaseException as exc:
+        log(f"dead layers not checked: {one_line(exc)}")
+    report["timings"]["dead_layers_s"] = time.perf_counter() - t
+
+
+def dead_layers(net: nn.Module, x: torch.Tensor, num_classes: int) -> tuple[list[str], int]:
+    """The modules holding parameters that get no gradient from a forward and backward pass on
+    `x` (a loss on random labels), in the net's order, and how many values they hold.
+
+    A parameter whose grad stays None is not on any path from the input to the loss: a layer the
+    forward never calls (the skeleton's `features` skipped by a `x.view(-1, 28 * 28)`), or one
+    whose output is thrown away. Frozen parameters (requires_grad False) are not asked about.
+    The pass is in eval mode, like the rest of the dry run, which never runs the net in training
+    mode (a forward may behave otherwise there, even loop forever): BatchNorm's weights still get
+    their gradient; a layer a forward only calls `if self.training` counts as dead.
+    """
+    params = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+    for _, p in params:
+        p.grad = None
+    net.eval()
+    with torch.enable_grad():
+        out = net(x)
+        labels = torch.randint(
+            0, num_classes, (x.shape[0],), generator=torch.Generator().manual_seed(0)
+        )
+        F.cross_entropy(out.float(), labels).backward()  # type: ignore[no-untyped-call]
+    modules: dict[str, int] = {}
+    for name, p in params:
+        if p.grad is None:
+            module = name.rpartition(".")[0] or name
+            modules[module] = modules.get(module, 0) + p.numel()
+    for _, p in params:
+        p.grad = None
+    return list(modules), sum(modules.values())
+
+
+# Tensor ops that only lay the same values out anew: one name, so that `x.view(x.size(0), -1)`,
+# `x.flatten(1)` and `torch.flatten(x, 1)` are one step (their output shape still counts)
+_RELAYOUTS = {"view", "reshape", "flatten", "contiguous", "view_as", "reshape_as"}
+
+
+def architecture_fingerprint(net: nn.Module, x: torch.Tensor) -> tuple[str, int]:
+    """A sha256 of what one eval-mode forward pass on `x` computes, and how many steps it has.
+
+    The steps, in call order: every leaf module the pass calls, as its class, its hyper-parameters
+    (`extra_repr`: channels, kernel, stride, p, ...) and its output shape; and every torch
+    function or tensor method called outside a leaf module (Net.forward's own `F.relu`, `+`,
+    `torch.cat`, a flatten), as its name and output shape. Names of attributes, comments, code
+    that never runs and module-level tails do not enter it; weights and seeds do not either. A
+    lazy module counts as the module it became (LazyLinear(128) after a 6272-wide input is
+    Linear(6272, 128)). Functional and module forms of one op (F.relu, nn.ReLU) stay different.
+
+    Cost: one more forward pass with a hook per module call and a torch-function mode (a Python
+    call per op), streamed into the hash: nothing kept but the digest.
+    """
+    from torch.nn.modules import module as torch_module
+    from torch.overrides import TorchFunctionMode
+
+    digest = hashlib.sha256()
+    steps = [0]
+    inside = [0]  # leaf module calls under way (their own ops are theirs, not Net.forward's)
+
+    def add(entry: str) -> None:
+        digest.update(entry.encode("utf-8", "replace") + b"\n")
+        steps[0] += 1
+
+    def is_leaf(module: nn.Module) -> bool:
+        return module is not net and next(iter(module.children()), None) is None
+
+    def started(module: nn.Module, args: Any) -> None:
+        if is_leaf(module):
+            inside[0] += 1
+
+    def finished(module: nn.Module, args: Any, output: Any) -> None:
+        if is_leaf(module):
+            inside[0] -= 1
+            if inside[0] == 0:
+                add(f"{type(module).__name__}({module.extra_repr()}) {_first_shape(output)}")
+
+    class Ops(TorchFunctionMode):
+        def __torch_function__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            out = func(*args, **(kwargs or {}))
+            shape = _first_shape(out)
+            if inside[0] == 0 and shape is not None:
+                name = str(getattr(func, "__name__", func)).strip("_")
+                add(f"{'relayout' if name in _RELAYOUTS else name} {shape}")
+            return out
+
+    net.eval()
+    handles = [
+        torch_module.register_module_forward_pre_hook(started),
+        torch_module.register_module_forward_hook(finished),
+    ]
+    try:
+        with torch.no_grad(), Ops():
+            net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return digest.hexdigest(), steps[0]
 
 
 def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> list[int] | None:
@@ -650,7 +808,8 @@ def run(job_dir: str, data_dir: str, out_dir: str, report: dict[str, Any]) -> li
         torch.set_num_threads(cfg["threads"])
     if cfg["mode"] == "dry_run":  # on the CPU, no device set-up, no data: it must cost < 1 s
         torch.manual_seed(cfg["seed"])
-        check_candidate(job_dir, cfg, report)
+        net, dummy = check_candidate(job_dir, cfg, report)
+        probe_dry_run(net, dummy, cfg["num_classes"], report)
         report["message"] = f"dry run ok: output (2, {cfg['num_classes']})"
         return None
     device = setup_device(cfg)

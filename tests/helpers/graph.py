@@ -21,6 +21,7 @@ import agent.nodes as nodes
 from agent.graph import build_graph
 from agent.settings import Settings
 from agent.state import TaskInfo
+from sandbox.code import code_hash
 from sandbox.executors import LocalExecutor
 from sandbox.result import EvalResult, new_result
 from tools.train_candidate import make_train_candidate
@@ -121,3 +122,54 @@ def run(tmp_path: Path, iterations: int = 15, **settings: Any) -> tuple[list[dic
     config: Any = {"configurable": {"thread_id": "t"}, "recursion_limit": 500}
     states = list(graph.stream({"run_id": "t"}, config, context=ctx, stream_mode="values"))
     return states, graph.get_state(config).values
+
+
+# The Improver echoing a window line into its problem, as small models do
+ECHO = json.dumps(
+    {
+        "problem": "1. problem: too small -> suggestion: widen -> outcome: ok: val accuracy 0.5",
+        "suggestion": "Widen the first convolution to 64 channels.",
+    }
+)
+
+
+def scripted_roles(
+    monkeypatch: pytest.MonkeyPatch, generator: list[str], improver: list[str]
+) -> dict[str, RecordingChat]:
+    chats = {
+        "generator": RecordingChat(responses=generator, prompts=[]),
+        "improver": RecordingChat(responses=improver, prompts=[]),
+    }
+    monkeypatch.setattr(nodes, "chat_for", lambda role, settings: chats[role])
+    return chats
+
+
+def run_to_end_state(tmp_path: Path, graph: Any = None, **settings: Any) -> dict[str, Any]:
+    graph = graph or build_graph(checkpointer=InMemorySaver())
+    ctx = Settings(runs_dir=tmp_path, **settings)
+    config: Any = {"configurable": {"thread_id": "t"}, "recursion_limit": 500}
+    graph.invoke({"run_id": "t"}, config, context=ctx)
+    return dict(graph.get_state(config).values)
+
+
+# Modules a stuck Generator repeats, another, and one that forgot its import
+STUCK = "```python\nimport torch.nn as nn\n\nclass Net(nn.Module):\n    width = 1\n```"
+OTHER = "```python\nimport torch.nn as nn\n\nclass Net(nn.Module):\n    width = 2\n```"
+NO_IMPORT = "```python\nclass Net(nn.Module):\n    width = 3\n```"
+
+
+class CountingEvaluator(ScriptedEvaluator):
+    """Trains by the module's width (accuracy 0.1 per unit) and counts what it is asked."""
+
+    def __init__(self) -> None:
+        self.trained: list[str] = []
+        self.dry_runs: list[str] = []
+
+    def evaluate(self, code: str) -> EvalResult:
+        self.trained.append(code)
+        width = int(re.search(r"width = (\d+)", code).group(1))  # type: ignore[union-attr]
+        return new_result("ok", "trained", code_hash(code), val_accuracy=0.1 * width)
+
+    def dry_run(self, code: str) -> EvalResult:
+        self.dry_runs.append(code)
+        return new_result("ok", "dry run passed", code_hash(code))

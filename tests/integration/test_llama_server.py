@@ -245,7 +245,9 @@ def test_embedded_server_when_none_is_configured(
         NASLOOP_EMBEDDED_PORT=str(port),
         NASLOOP_EMBEDDED_THREADS="1",
         NASLOOP_LLAMA_SERVER=str(llama_server_bin),
-        HF_HUB_OFFLINE="1",  # the default model on a machine without the hub: the packaged one
+        HF_HUB_OFFLINE="1",  # the default model on a machine without the hub and without a
+        PIP_NO_INDEX="1",  # package registry (else the 0.5B coder from PyPI): the packaged one,
+        XDG_CACHE_HOME=str(tmp_path / "cache"),  # ...with no coder in the model cache either
     )
     done = agent_run(env, "--run-id", "emb", "--iterations", "1", "--json")
     out, err = done.communicate(timeout=600)
@@ -253,7 +255,10 @@ def test_embedded_server_when_none_is_configured(
     first, second = err.splitlines()[:2]
     # offline: the packaged small model, as a warning that says what the user gives up
     assert first.startswith("nasloop: WARNING: LLM: SmolLM2-135M-Instruct.Q4_1 on the CPU"), err
-    assert "the model hub cannot be reached" in first and "rarely writes a network" in first
+    assert (
+        "neither the model hub nor the package registry" in first
+        and "rarely writes a network" in first
+    )
     assert "embedded llama.cpp server" in second, err
     assert json.loads(out)["iterations"] == 1
     assert_loop_archive(tmp_path / "runs" / "emb", 1)

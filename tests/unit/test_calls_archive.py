@@ -25,13 +25,18 @@ from agent.results.failures import failure_analysis, fault_line, longest_streak
 from agent.results.lineage_plot import lineage_graph, plot_lineage
 from agent.settings import Settings
 from tests.helpers.graph import (
+    ECHO,
+    NO_IMPORT,
     SCRIPT,
+    STUCK,
+    CountingEvaluator,
     RecordingChat,
     generator_reply,
     run,
+    run_to_end_state,
+    scripted_roles,
     use_evaluator,
 )
-from tests.unit import test_check_graph as check
 
 
 def test_every_call_archived_with_messages_reply_and_what_was_read(
@@ -221,10 +226,10 @@ def test_re_asks_and_fixes_are_archived_as_the_iterations_attempts(
     """A Generator stuck on one module (re-asks), then a module without its import (a
     mechanical fix): each ask is a call of its own attempt, each fix an attempt with its diff,
     and `python -m agent show` tells them in order."""
-    use_evaluator(monkeypatch, check.CountingEvaluator())
-    script = [check.STUCK] * 4 + [check.NO_IMPORT]  # 1 trained, 3 asks repeating it, 1 to fix
-    chats = check.roles(monkeypatch, script, [check.ECHO])
-    check.run(tmp_path, iterations=3)
+    use_evaluator(monkeypatch, CountingEvaluator())
+    script = [STUCK] * 4 + [NO_IMPORT]  # 1 trained, 3 asks repeating it, 1 to fix
+    chats = scripted_roles(monkeypatch, script, [ECHO])
+    run_to_end_state(tmp_path, iterations=3)
     run_dir = tmp_path / "t"
     calls = [c for c in CallLog(run_dir).calls() if c["role"] == "generator"]
     attempts = show.attempt_rows(run_dir)

@@ -3,49 +3,26 @@ echoes the window, and the switches that bring back the paper's protocol."""
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from langgraph.checkpoint.memory import InMemorySaver
 
 import agent.nodes as nodes
 from agent.graph import build_graph
 from agent.prompts import generator_messages
 from agent.replies.advice_cleaning import UNREADABLE
 from agent.settings import Settings
-from sandbox.code import code_hash
-from sandbox.result import EvalResult, new_result
-from tests.helpers.graph import RecordingChat, ScriptedEvaluator, use_evaluator
-
-STUCK = "```python\nimport torch.nn as nn\n\nclass Net(nn.Module):\n    width = 1\n```"
-OTHER = "```python\nimport torch.nn as nn\n\nclass Net(nn.Module):\n    width = 2\n```"
-NO_IMPORT = "```python\nclass Net(nn.Module):\n    width = 3\n```"
-ECHO = json.dumps(
-    {
-        "problem": "1. problem: too small -> suggestion: widen -> outcome: ok: val accuracy 0.5",
-        "suggestion": "Widen the first convolution to 64 channels.",
-    }
+from tests.helpers.graph import (
+    ECHO,
+    NO_IMPORT,
+    OTHER,
+    STUCK,
+    CountingEvaluator,
+    run_to_end_state,
+    scripted_roles,
+    use_evaluator,
 )
-
-
-class CountingEvaluator(ScriptedEvaluator):
-    """Trains by the module's width (accuracy 0.1 per unit) and counts what it is asked."""
-
-    def __init__(self) -> None:
-        self.trained: list[str] = []
-        self.dry_runs: list[str] = []
-
-    def evaluate(self, code: str) -> EvalResult:
-        self.trained.append(code)
-        width = int(re.search(r"width = (\d+)", code).group(1))  # type: ignore[union-attr]
-        return new_result("ok", "trained", code_hash(code), val_accuracy=0.1 * width)
-
-    def dry_run(self, code: str) -> EvalResult:
-        self.dry_runs.append(code)
-        return new_result("ok", "dry run passed", code_hash(code))
 
 
 @pytest.fixture
@@ -55,30 +32,11 @@ def evaluator(monkeypatch: pytest.MonkeyPatch) -> CountingEvaluator:
     return ev
 
 
-def roles(
-    monkeypatch: pytest.MonkeyPatch, generator: list[str], improver: list[str]
-) -> dict[str, RecordingChat]:
-    chats = {
-        "generator": RecordingChat(responses=generator, prompts=[]),
-        "improver": RecordingChat(responses=improver, prompts=[]),
-    }
-    monkeypatch.setattr(nodes, "chat_for", lambda role, settings: chats[role])
-    return chats
-
-
-def run(tmp_path: Path, graph: Any = None, **settings: Any) -> dict[str, Any]:
-    graph = graph or build_graph(checkpointer=InMemorySaver())
-    ctx = Settings(runs_dir=tmp_path, **settings)
-    config: Any = {"configurable": {"thread_id": "t"}, "recursion_limit": 500}
-    graph.invoke({"run_id": "t"}, config, context=ctx)
-    return dict(graph.get_state(config).values)
-
-
 def test_a_stuck_generator_costs_re_asks_not_trainings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluator: CountingEvaluator
 ) -> None:
-    chats = roles(monkeypatch, [STUCK] * 20, [ECHO])
-    final = run(tmp_path, iterations=3)
+    chats = scripted_roles(monkeypatch, [STUCK] * 20, [ECHO])
+    final = run_to_end_state(tmp_path, iterations=3)
     assert len(evaluator.trained) == 1  # the stuck module trained once, in iteration 0
     rows = nodes.run_archive(Settings(runs_dir=tmp_path), "t").rows()
     assert [r["kind"] for r in rows] == ["ok", "duplicate", "duplicate"]
@@ -98,9 +56,9 @@ def test_a_resumed_run_remembers_what_it_tried(
 ) -> None:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    roles(monkeypatch, [STUCK, OTHER, STUCK, STUCK, STUCK], [ECHO])
+    scripted_roles(monkeypatch, [STUCK, OTHER, STUCK, STUCK, STUCK], [ECHO])
     with SqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
-        run(tmp_path, build_graph(checkpointer=saver), iterations=2)
+        run_to_end_state(tmp_path, build_graph(checkpointer=saver), iterations=2)
     nodes.archive_for.cache_clear()  # a new process: nothing in memory but the disk
     with SqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
         graph = build_graph(checkpointer=saver)
@@ -115,8 +73,8 @@ def test_a_resumed_run_remembers_what_it_tried(
 def test_a_missing_import_is_fixed_before_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluator: CountingEvaluator
 ) -> None:
-    roles(monkeypatch, [NO_IMPORT], [ECHO])
-    run(tmp_path, iterations=1)
+    scripted_roles(monkeypatch, [NO_IMPORT], [ECHO])
+    run_to_end_state(tmp_path, iterations=1)
     (trained,) = evaluator.trained
     assert "import" in trained and "class Net(nn.Module)" in trained
     attempts = nodes.run_archive(Settings(runs_dir=tmp_path), "t").attempts()
@@ -128,8 +86,8 @@ def test_a_missing_import_is_fixed_before_training(
 def test_switches_off_give_the_papers_protocol(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluator: CountingEvaluator
 ) -> None:
-    chats = roles(monkeypatch, [NO_IMPORT, NO_IMPORT, NO_IMPORT], ["not json at all"])
-    run(
+    chats = scripted_roles(monkeypatch, [NO_IMPORT, NO_IMPORT, NO_IMPORT], ["not json at all"])
+    run_to_end_state(
         tmp_path,
         iterations=3,
         novelty=False,
@@ -148,7 +106,7 @@ def test_switches_off_give_the_papers_protocol(
 def test_an_unreadable_improver_reply_is_recorded_as_such(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluator: CountingEvaluator
 ) -> None:
-    roles(monkeypatch, [STUCK, OTHER], ["I cannot say."])
-    final = run(tmp_path, iterations=2)
+    scripted_roles(monkeypatch, [STUCK, OTHER], ["I cannot say."])
+    final = run_to_end_state(tmp_path, iterations=2)
     assert final["window"][0]["problem"] == UNREADABLE
     assert final["window"][0]["suggestion"] == ""

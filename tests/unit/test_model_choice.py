@@ -96,16 +96,16 @@ def test_the_flag_names_the_7b_coder_and_it_is_offloaded_where_a_gpu_build_can_b
     assert (small_gpu.cuda, small_gpu.gpu_layers) == (True, None)  # llama.cpp's own split
 
 
-def test_offline_serves_the_packaged_small_model_as_a_warning_with_what_is_given_up(
+def test_offline_without_a_registry_serves_the_packaged_small_model_as_a_warning(
     packaged: Path,
 ):
     choice = choose(Hardware(None, 0, cuda_toolkit=False, hub=False))
     assert choice.spec == str(packaged_model()) == str(packaged)
     assert choice.warning
     line = choice.line()
-    assert line.startswith("WARNING: LLM: SmolLM2-135M-Instruct.Q4_1 on the CPU (the model hub")
+    assert line.startswith("WARNING: LLM: SmolLM2-135M-Instruct.Q4_1 on the CPU (neither the model")
     assert "rarely writes a network that trains" in line
-    assert "connect once to download a coder model" in line
+    assert "connect once to fetch a coder model (coder-0.5b comes from PyPI)" in line
 
 
 def test_offline_without_the_packaged_model_says_how_to_install_it(packaged: Path):
@@ -147,6 +147,7 @@ def test_probe_reads_the_gpu_with_most_free_memory_and_the_toolkit(
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("CUDACXX", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # no package registry either
     hw = probe_hardware()
     assert hw == Hardware("NVIDIA A100-SXM4-80GB", 80000, cuda_toolkit=True, hub=False)
     assert choose(hw).spec == str(packaged_model())  # offline wins over the big GPU
@@ -158,6 +159,7 @@ def test_probe_without_gpu_tools_sees_a_cpu_machine(
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.delenv("CUDACXX", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
     assert probe_hardware() == Hardware(None, 0, cuda_toolkit=False, hub=False)
 
 
