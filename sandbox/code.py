@@ -15,6 +15,8 @@ import io
 import keyword
 import tokenize
 
+from sandbox.policy import forbidden_reach
+
 # Bounds a real candidate module never comes near (the reference net is ~1 KB, 30 lines). The
 # parser fails from about 1,900 nested operators (3.11, measured); a statement of 1,000 nests at
 # most 1,000 deep, and 100 indentation levels (the tokenizer's own cap) add a few hundred.
@@ -115,6 +117,8 @@ def static_problem(source: str) -> tuple[str, str] | None:
         return "syntax", f"SyntaxError: {exc.msg} at {where}" + (f": {text}" if text else "")
     except (ValueError, RecursionError, MemoryError) as exc:  # within bounds, never expected
         return "syntax", f"the source cannot be parsed: {type(exc).__name__}: {str(exc)[:200]}"
+    if (reach := forbidden_reach(tree)) is not None:  # first: what it reaches for matters most
+        return "forbidden", reach
     if not defines_net(tree):
         return "no_net", "the module defines no `Net` (expected class Net(nn.Module))"
     return None

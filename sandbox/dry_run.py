@@ -44,6 +44,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sandbox.inert import inert
 from sandbox.result import ShapeStep
 
 DRY_RUN_TIMEOUT_S = 120.0  # generous: one container start took over 60 s on a crowded machine
@@ -79,7 +80,10 @@ def _read_step(item: object) -> ShapeStep | None:
     if not isinstance(module, str) or not isinstance(kind, str):
         return None
     out = _shape(item.get("out"))
-    step = ShapeStep(module=module[:MAX_NAME_CHARS], type=kind[:MAX_NAME_CHARS], out=out)
+    # module paths and type names are the candidate's words too: made inert like its messages
+    step = ShapeStep(
+        module=inert(module, MAX_NAME_CHARS), type=inert(kind, MAX_NAME_CHARS), out=out
+    )
     if item.get("failed") is True:
         step["failed"] = True
         step["out"] = None

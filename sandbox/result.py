@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict, get_args
 
+from sandbox.inert import inert
+
+MESSAGE_CHARS = 2_000  # of a result's message, as the runner's report may carry it
+TRACEBACK_CHARS = 4_000  # of its traceback (its last lines)
+
 SandboxFailureKind = Literal[
     "syntax",  # the module does not parse
     "no_net",  # no `Net(nn.Module)` class
@@ -29,6 +34,8 @@ FailureKind = (
     # shown (a SEARCH not in the code, or in it twice; no sandbox)
     | Literal["dead_layers"]  # the dry run passed, but layers of the net get no gradient: the
     # forward never reaches them (set by the search's check step)
+    | Literal["forbidden"]  # the program reaches for what no network needs (os, subprocess,
+    # sockets, eval, open...): refused by the static policy before any sandbox
 )
 
 
@@ -111,4 +118,8 @@ def new_result(kind: str, message: str, code_hash: str, **extra: object) -> Eval
         cached=False,
     )
     result.update(extra)  # type: ignore[typeddict-item]
+    # The one boundary for text: a message or traceback may carry what a candidate printed or
+    # raised, so nothing leaves here with a control or invisible formatting character in it.
+    result["message"] = inert(result["message"], MESSAGE_CHARS)
+    result["traceback"] = inert(result["traceback"], TRACEBACK_CHARS, keep_tail=True)
     return result

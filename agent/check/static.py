@@ -22,7 +22,7 @@ from pyflakes import checker, messages
 
 from sandbox.code import static_problem
 
-LintKind = Literal["syntax", "no_net", "import", "runtime"]
+LintKind = Literal["syntax", "no_net", "forbidden", "import", "runtime"]
 MAX_SOURCE_BYTES = 64 * 1024
 # What an `import` may name in the sandbox: the standard library, torch and what ships beside it
 # (both sandbox images have numpy: the local one mounts this venv, the CUDA one is PyTorch's).
@@ -51,7 +51,8 @@ def lint(code: str, available: frozenset[str] = SANDBOX_MODULES) -> LintReport:
     except (MemoryError, RecursionError, ValueError) as exc:
         return _report("syntax", f"the source cannot be parsed ({type(exc).__name__})")
     if problem is not None:
-        kind: LintKind = "no_net" if problem[0] == "no_net" else "syntax"
+        kinds: dict[str, LintKind] = {"no_net": "no_net", "forbidden": "forbidden"}
+        kind = kinds.get(problem[0], "syntax")
         return _report(kind, problem[1], line=_line_of(problem[1]))
     assert tree is not None
     if bad := _bad_import(tree, available):

@@ -52,6 +52,10 @@ FAILURE_HINTS = {
         "The Generator's edit blocks did not fit the code: each SEARCH part must copy lines of "
         "the code shown exactly, enough of them to occur once; say which lines to copy."
     ),
+    "forbidden": (
+        "The program reached for something no network needs (a module like os or subprocess, "
+        "eval, exec, open): remove it; use only torch and plain Python arithmetic."
+    ),
     "over_limit": (
         "The network trained but breaks a hardware limit (the numbers are in the message): make "
         "it smaller or cheaper (fewer channels or layers, downsample earlier), keep what made it "
