@@ -44,7 +44,7 @@ from agent.prompts import (
 from agent.prompts.edit import edit_base, edit_request
 from agent.prompts.short import short_generator_messages
 from agent.replies.advice import parse_improvement
-from agent.replies.advice_cleaning import clean_advice
+from agent.replies.advice_cleaning import clean_advice, without_echo
 from agent.replies.edits import EditContext, code_from_reply
 from agent.settings import Role, Settings
 from agent.state import (
@@ -344,6 +344,7 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         tokens = reply.tokens
         update["calls_spent"] = state.get("calls_spent", 0) + 1
         advice = clean_advice(parse_improvement(reply.text), SUGGESTION_CHARS)
+        advice = without_echo(advice, [candidate["result"] for candidate, _ in batch])
         improver_called(
             archive.run_dir,
             iteration=read,

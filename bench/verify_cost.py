@@ -128,8 +128,9 @@ def evaluate(evaluator: Evaluator, code: str) -> dict[str, Any]:
 def measure(kind: str, dataset: Any, args: argparse.Namespace) -> dict[str, Any]:
     backend = make(kind, args.image)
     config = {"threads": args.threads, "train_limit": args.train_limit, "seed": 0}
-    plain = Evaluator(dataset, backend, dict(config), LIMITS)
-    verified = Evaluator(dataset, backend, dict(config), LIMITS, hardware=GENEROUS)
+    # the forging twin reaches for os: the static policy is off, the sandbox is what is measured
+    plain = Evaluator(dataset, backend, dict(config), LIMITS, precheck=False)
+    verified = Evaluator(dataset, backend, dict(config), LIMITS, hardware=GENEROUS, precheck=False)
     runs: list[dict[str, Any]] = []
     try:
         evaluate(plain, CANDIDATES["mlp"])  # a warm worker's container start is not the figure

@@ -18,7 +18,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agent.check.locate import excerpt, locate, trace_lines
-from agent.prompts.common import clip, code_block, shape
+from agent.prompts.common import clip, code_block, shape, untrusted_block
 from agent.prompts.edit import block_example, block_format
 from agent.state import TaskInfo
 
@@ -59,7 +59,8 @@ def repair_messages(
     sections = [
         f"Task: classify {task.get('dataset', 'the')} images into {classes} classes. "
         f"The input x has shape {bchw}.",
-        f"This module failed{f' in {when}' if when else ''}:\n{error_line(failure)}",
+        f"This module failed{f' in {when}' if when else ''}:\n"
+        + untrusted_block(error_line(failure)),
     ]
     where = locate(code, failure)
     if where is not None:

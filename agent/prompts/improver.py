@@ -16,10 +16,11 @@ from agent.prompts.common import (
     number,
     outcome_text,
     task_section,
+    untrusted_block,
     window_section,
 )
 from agent.state import Candidate, TaskInfo, Triple
-from sandbox.result import EvalResult
+from sandbox.result import FAILURE_KINDS, EvalResult
 
 # What usually fixes each kind of failure: a nudge for models that cannot infer it.
 FAILURE_HINTS = {
@@ -98,10 +99,14 @@ def result_section(result: EvalResult, iteration: object) -> tuple[str, bool]:
             text += f", trained in {seconds:.1f} s"
         return f"## Result of attempt {iteration}\nIt trained: {text}.", False
     message = clip_block(str(result.get("message") or "no message"), TEXT_CHARS)
-    lines = [f"## Result of attempt {iteration}", f"It FAILED. Error kind: {kind}.", message]
+    lines = [f"## Result of attempt {iteration}", f"It FAILED. Error kind: {kind}."]
     tail = traceback_tail(str(result.get("traceback") or ""))
-    if tail:
-        lines.append(f"Last lines of the traceback:\n```\n{tail}\n```")
+    if kind not in FAILURE_KINDS:  # the search's own verdict (duplicate, no_code, ...): our words
+        lines.append(message)
+        return "\n".join(lines), True
+    # the sandbox's: the message and traceback carry what the candidate raised and printed
+    shown = f"{message}\n\nLast lines of the traceback:\n{tail}" if tail else message
+    lines.append(untrusted_block(shown))
     return "\n".join(lines), True
 
 

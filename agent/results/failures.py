@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.archive.lineage import Parents
+from agent.results.markdown import md_code, md_text
 
 _CANDIDATE_LINE = re.compile(r'File "candidate\.py", line (\d+)')
 
@@ -184,9 +185,9 @@ def failures_markdown(analysis: dict[str, Any]) -> str:
     lines = [head]
     for kind, entry in kinds.items():
         example = entry["example"]
-        text = f"#{example['iteration']}: {_cell(example['message'], 120)}"
+        text = f"#{example['iteration']}: {md_text(example['message'], 120)}"
         if example["line"] is not None:
-            text += f" — line {example['line_no']}: `{_cell(example['line'], 80)}`"
+            text += f" — line {example['line_no']}: `{md_code(example['line'], 80)}`"
         lines.append(
             f"| {kind} | {entry['count']} | {entry['fixed']} ({entry['fixed_share']:.0%}) "
             f"| {text} |"
@@ -196,7 +197,7 @@ def failures_markdown(analysis: dict[str, Any]) -> str:
     if streak and streak["length"] > 1:
         parts.append(
             f"Longest streak of identical failures: {streak['length']} times {streak['kind']} "
-            f"(iterations {streak['first']}-{streak['last']}): {_cell(streak['message'], 120)}"
+            f"(iterations {streak['first']}-{streak['last']}): {md_text(streak['message'], 120)}"
         )
     else:
         parts.append("No failure repeated identically in a row.")
@@ -210,8 +211,3 @@ def failures_markdown(analysis: dict[str, Any]) -> str:
     if early:
         parts.append(early)
     return "\n\n".join(parts)
-
-
-def _cell(text: str, limit: int) -> str:
-    flat = " ".join(text.split()).replace("|", "\\|").replace("`", "'")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

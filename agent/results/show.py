@@ -23,6 +23,7 @@ from agent.archive.candidates import RunArchive
 from agent.archive.lineage import read_parents
 from agent.archive.paths import ARCHIVE_FILE, existing_run_dir
 from agent.results.cli import run_command, run_parser
+from sandbox.inert import inert
 
 ADVICE_CHARS = 70  # the table's one-line advice
 
@@ -187,7 +188,9 @@ def _show(args: argparse.Namespace) -> int:
     else:
         payload = story(run_dir, args.iteration)
         text = story_text(payload)
-    print(json.dumps(payload) if args.json else text, end="\n" if args.json else "")
+    # JSON escapes every control and non-ASCII character itself; the text is made inert for the
+    # terminal, since prompts, replies and code may hold escape sequences
+    print(json.dumps(payload) if args.json else inert(text), end="\n" if args.json else "")
     return 0
 
 
