@@ -82,7 +82,7 @@ def _read_step(item: object) -> ShapeStep | None:
     out = _shape(item.get("out"))
     # module paths and type names are the candidate's words too: made inert like its messages
     step = ShapeStep(
-        module=inert(module, MAX_NAME_CHARS), type=inert(kind, MAX_NAME_CHARS), out=out
+        module=inert(module[:MAX_NAME_CHARS]), type=inert(kind[:MAX_NAME_CHARS]), out=out
     )
     if item.get("failed") is True:
         step["failed"] = True
