@@ -107,3 +107,26 @@ def real_evaluator(mnist: PreparedDataset, **config: Any) -> Evaluator:
     backend = ScriptedBackend(lambda job: run_runner(job.job_dir, job.data_dir, job.out_dir))
     train = {"train_limit": 256, "latency_runs": 1, "batch_size": 64, **config}
     return Evaluator(mnist, backend, train, Limits(timeout_s=300, memory_mb=4000))
+
+
+# A small honest net whose forward first runs `body` (what the static policy is shown)
+POLICY_NET = """
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+    def forward(self, x):
+{body}
+        return self.head(self.features(x))
+"""
+
+
+def policy_net(body: str = "pass", header: str = "") -> str:
+    lines = "\n".join("        " + line for line in body.splitlines())
+    return header + POLICY_NET.format(body=lines)

@@ -13,31 +13,19 @@ from sandbox.backends.base import Limits
 from sandbox.backends.docker import OWNER_LABEL, DockerBackend, owner_label
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
+from tests.helpers.networks import policy_net
 from tests.helpers.sandbox_jobs import source
 from tools.train_candidate import make_train_candidate
 
 pytestmark = pytest.mark.docker
 
-NET = """import torch.nn as nn
-{header}
-
-class Net(nn.Module):
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
-        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
-
-    def forward(self, x):
-        {body}
-        return self.head(self.features(x))
-"""
 REACHING = {
-    "os": NET.format(header="import os", body="os.system('id')"),
-    "subprocess": NET.format(header="import subprocess", body="subprocess.run(['id'])"),
-    "socket": NET.format(header="from socket import socket", body="socket().connect(('x', 1))"),
-    "__import__": NET.format(header="", body="__import__('os').system('id')"),
-    "getattr": NET.format(header="import torch", body="getattr(torch, 'o' + 's').system('id')"),
-    "dunders": NET.format(header="", body="().__class__.__base__.__subclasses__()"),
+    "os": policy_net("os.system('id')", "import os\n"),
+    "subprocess": policy_net("subprocess.run(['id'])", "import subprocess\n"),
+    "socket": policy_net("socket().connect(('x', 1))", "from socket import socket\n"),
+    "__import__": policy_net("__import__('os').system('id')"),
+    "getattr": policy_net("getattr(torch, 'o' + 's').system('id')"),
+    "dunders": policy_net("().__class__.__base__.__subclasses__()"),
 }
 
 

@@ -11,30 +11,10 @@ import pytest
 
 from sandbox.code import static_problem
 from sandbox.policy import forbidden_reach
+from tests.helpers.networks import policy_net as net
 
 ROOT = Path(__file__).resolve().parents[2]
 CANDIDATES = ROOT / "tests" / "candidates"
-
-NET = """
-import torch
-import torch.nn as nn
-
-
-class Net(nn.Module):
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
-        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
-
-    def forward(self, x):
-{body}
-        return self.head(self.features(x))
-"""
-
-
-def net(body: str = "pass", header: str = "") -> str:
-    lines = "\n".join("        " + line for line in body.splitlines())
-    return header + NET.format(body=lines)
 
 
 HOSTILE = {
