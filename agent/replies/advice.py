@@ -20,6 +20,8 @@ __all__ = ["parse_improvement"]
 # Above this, the text is cut before any parsing (as the Generator's code reader does)
 _MAX_TEXT = 200_000
 
+# What small models call each field: exact keys, then key parts. The lists for the two fields read
+# alike on purpose (one vocabulary per field), they are data, not repeated logic.
 _PROBLEM_KEYS = ("problem", "diagnosis", "issue", "issues", "problems", "error", "cause")
 _SUGGESTION_KEYS = (
     "suggestion",
