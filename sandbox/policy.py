@@ -21,7 +21,7 @@ ALLOWED_MODULES = frozenset(
         *("torch", "torchvision", "numpy", "math", "cmath", "numbers", "random", "typing"),
         *("typing_extensions", "functools", "itertools", "operator", "collections"),
         *("dataclasses", "enum", "abc", "copy", "warnings", "__future__", "string", "re"),
-        *("statistics", "fractions", "decimal", "contextlib"),
+        *("statistics", "fractions", "decimal", "contextlib", "time"),
     }
 )
 # Modules that are there to be imported and lead out of a network: the standard library's

@@ -39,14 +39,13 @@ def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def fake_model_env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
     """`agent_env` with both roles served by the fake OpenAI server at `base_url`: its
-    `fake-generator` and `fake-improver` models (tests/fakes)."""
-    return agent_env(
-        tmp_path,
-        NASLOOP_GENERATOR_BASE_URL=base_url,
-        NASLOOP_GENERATOR_MODEL="fake-generator",
-        NASLOOP_IMPROVER_MODEL="fake-improver",
-        **extra,
-    )
+    `fake-generator` and `fake-improver` models (tests/fakes); `extra` may override any of them."""
+    roles = {
+        "NASLOOP_GENERATOR_BASE_URL": base_url,
+        "NASLOOP_GENERATOR_MODEL": "fake-generator",
+        "NASLOOP_IMPROVER_MODEL": "fake-improver",
+    }
+    return agent_env(tmp_path, **{**roles, **extra})
 
 
 def agent_run(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
