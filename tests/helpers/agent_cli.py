@@ -63,27 +63,22 @@ def agent_run(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def llm_server(replies: Path, *options: str) -> Iterator[str]:
     """Base URL of the test's own OpenAI-compatible server, run as a separate process replaying
     `replies` (tests/fakes/openai_server.py; `options` are its command-line flags)."""
-    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", *options]
-    server = subprocess.Popen(
-        [*command, "--replies", str(replies)], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline().split()
-        assert ready and ready[0] == "READY", ready
-        yield ready[1]
-    finally:
-        server.kill()
-        server.wait()
+    with _fake_server("--replies", str(replies), *options) as url:
+        yield url
 
 
 @contextlib.contextmanager
 def persona_server(persona: str, *options: str) -> Iterator[str]:
     """Like `llm_server`, but the server plays a persona (`--persona`, tests/fakes/mistakes.py)."""
-    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", *options]
-    server = subprocess.Popen(
-        [*command, "--persona", persona], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
+    with _fake_server("--persona", persona, *options) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _fake_server(*flags: str) -> Iterator[str]:
+    """The fake server as a process of its own: its base URL once it prints READY; killed after."""
+    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", *flags]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         ready = server.stdout.readline().split()
