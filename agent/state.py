@@ -33,6 +33,11 @@ class Triple(TypedDict):
     suggestion: str
     outcome: str
     count: NotRequired[int]  # times this (problem, suggestion) came in a row; absent means 1
+    # Where the advice came from and whether the candidate followed it (agent/replies/
+    # advice_moves.py); absent in triples made before these were recorded
+    source: NotRequired[str]  # "improver", or "menu": the host replaced repeated/generic advice
+    move: NotRequired[str]  # the menu move it was, by id ("batchnorm", "wider", ...)
+    followed: NotRequired[bool | None]  # the candidate changed where it said (None: unchecked)
 
 
 class Pending(TypedDict):
@@ -40,6 +45,9 @@ class Pending(TypedDict):
 
     problem: str
     suggestion: str
+    source: NotRequired[str]  # "improver" or "menu"
+    move: NotRequired[str]  # the menu move's id, when it is one
+    expect: NotRequired[str]  # what the next network must show, e.g. "batchnorm>1"
 
 
 class Candidate(TypedDict):
@@ -120,13 +128,8 @@ def push_triples(window: list[Triple], triples: list[Triple], keep: int) -> list
             triple["problem"],
             triple["suggestion"],
         ):
-            merged[-1] = Triple(
-                iteration=triple["iteration"],
-                problem=triple["problem"],
-                suggestion=triple["suggestion"],
-                outcome=triple["outcome"],
-                count=newest.get("count", 1) + triple.get("count", 1),
-            )
+            # the newer one's outcome (and source, move, verdict), the two counts summed
+            merged[-1] = {**triple, "count": newest.get("count", 1) + triple.get("count", 1)}
         else:
             merged.append(triple)
     return merged[-keep:] if keep > 0 else []

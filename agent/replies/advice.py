@@ -1,7 +1,8 @@
 """Read the Improver's advice from what a small LLM wrote: a `{problem, suggestion}` pair.
 
 Small local models put JSON in ```json fences with chatter around it, use single quotes, trailing
-commas, other key names, or plain labelled lines ("Problem: ... Suggestion: ..."). The reader is
+commas, other key names, or plain labelled lines ("Problem: ... Suggestion: ..."); a reply that
+only picks a menu move by number (`{"move": 2}`) reads as the suggestion "move 2". The reader is
 a total function (`parse_improvement`): any text in, a pair or None out, never an exception.
 Nothing is ever executed. (The Generator's code has its own reader, `extract_code`.)
 """
@@ -37,6 +38,7 @@ _SUGGESTION_KEYS = (
     "modification",
     "solution",
 )
+_MOVE_KEYS = ("move", "move_number", "option", "choice")  # a menu move picked by number
 _PROBLEM_PARTS = ("problem", "diagnos", "issue", "error", "cause", "analysis", "observation")
 _SUGGESTION_PARTS = (
     "suggest",
@@ -111,7 +113,7 @@ def _from_mapping(data: Any, depth: int = 0) -> dict[str, str] | None:
         return None
     if not isinstance(data, dict):
         return None
-    suggestion = _pick(data, _SUGGESTION_KEYS, _SUGGESTION_PARTS)
+    suggestion = _pick(data, _SUGGESTION_KEYS, _SUGGESTION_PARTS) or _move(data)
     if suggestion:
         return {"problem": _pick(data, _PROBLEM_KEYS, _PROBLEM_PARTS), "suggestion": suggestion}
     if depth < 3:  # {"analysis": {"problem": ..., "suggestion": ...}}
@@ -120,6 +122,17 @@ def _from_mapping(data: Any, depth: int = 0) -> dict[str, str] | None:
             if found:
                 return found
     return None
+
+
+def _move(data: dict[str, Any]) -> str:
+    """ "move N" for a reply that picked a menu move by number only ({"move": 2}): the host
+    reads it against the menu it showed (agent/replies/advice_moves.py)."""
+    for key, value in data.items():
+        if _norm_key(key) in _MOVE_KEYS and not isinstance(value, bool):
+            number = str(value).strip().lstrip("#")
+            if isinstance(value, int | str) and number.isdigit() and 0 < int(number) < 100:
+                return f"move {int(number)}"
+    return ""
 
 
 _WORD = re.compile(r"[A-Za-z_]\w*")
