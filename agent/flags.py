@@ -19,7 +19,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "search": (
         *("iterations", "history_k", "parallel", "target_accuracy", "improver", "memory"),
-        "llm_calls",
+        *("llm_calls", "concrete_advice"),
         *("reference", "single_shot", "run_seed", "constraints"),
         *("novelty", "auto_fix", "dead_layers"),  # the check step
         "prompt_style",  # the Generator's prompt

@@ -25,7 +25,13 @@ from langgraph.types import Command, Send
 
 from agent.archive.candidates import RunArchive
 from agent.archive.lineage import parents_of
-from agent.archive.observe import generator_called, improver_called, stage, worker_of
+from agent.archive.observe import (
+    generator_called,
+    improvement_recorded,
+    improver_called,
+    stage,
+    worker_of,
+)
 from agent.archive.paths import run_path
 from agent.check.ask_again import Again, fixer, reasker
 from agent.check.cascade import sandbox_checks
@@ -45,6 +51,7 @@ from agent.prompts.edit import edit_base, edit_request
 from agent.prompts.short import short_generator_messages
 from agent.replies.advice import parse_improvement
 from agent.replies.advice_cleaning import clean_advice, without_echo
+from agent.replies.advice_moves import advice_menu, closed_triple, settle_advice
 from agent.replies.edits import EditContext, code_from_reply
 from agent.settings import Role, Settings
 from agent.state import (
@@ -303,13 +310,8 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
     window = list(state["window"])
     closed: list[Triple] = []
     if pending := state.get("pending"):
-        closed = [
-            Triple(
-                iteration=candidate["iteration"],
-                problem=pending["problem"],
-                suggestion=pending["suggestion"],
-                outcome=outcome_text(candidate["result"], acc),
-            )
+        closed = [  # each with whether its candidate followed the advice (where checkable)
+            closed_triple(pending, candidate, outcome_text(candidate["result"], acc))
             for candidate, acc in batch
         ]
         window = push_triples(window, closed, settings.history_k)
@@ -327,12 +329,14 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         and not settings.single_shot
         and room_for_advice(settings.llm_calls, state.get("calls_spent", 0))
     ):
+        menu = advice_menu(last, state["task"]) if settings.concrete_advice else []
         messages = improver_messages(
             state["task"],
             last=last,
             best=best,
             window=window if settings.memory else [],
             round_candidates=[candidate for candidate, _ in batch],
+            moves=[move.text for move in menu],
         )
         started = time.monotonic()
         reply = ask_for_advice(
@@ -353,14 +357,9 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             seconds=time.monotonic() - started,
             advice={"problem": advice["problem"], "suggestion": advice["suggestion"]},
         )
-    for n, (candidate, _) in enumerate(batch):
-        archive.record_improvement(
-            candidate["iteration"],
-            dict(closed[n]) if closed else None,
-            advice["problem"] if advice else None,
-            advice["suggestion"] if advice else None,
-            tokens if n == len(batch) - 1 else 0,  # one Improver call: its tokens count once
-        )
+        # after a success: a pick from the menu resolved, repeated or generic advice replaced
+        advice = settle_advice(advice, menu, window, last.get("code"))
+    improvement_recorded(archive, [c["iteration"] for c, _ in batch], closed, advice, tokens)
     update["pending"] = advice
     update["suggestion"] = advice["suggestion"] if advice else ""
     update["stop_reason"] = reason

@@ -86,6 +86,11 @@ class Settings(SandboxSettings):
     no_improver: bool | None = Field(None, exclude=True, description="old name: not improver")
     no_history: bool | None = Field(None, exclude=True, description="old name: not memory")
     no_reference: bool | None = Field(None, exclude=True, description="old name: not reference")
+    concrete_advice: bool = Field(
+        True,
+        description="after a success, show the Improver a menu of layer-level moves and replace "
+        "advice that repeats the window or names no layer with the first untried move",
+    )
     single_shot: bool = Field(
         False, description="baseline: the Generator sees only the task, no Improver is called"
     )

@@ -69,6 +69,16 @@ CREATE TABLE IF NOT EXISTS architectures (
     fingerprint TEXT NOT NULL,
     PRIMARY KEY (iteration, attempt)
 );
+-- the advice around each candidate (agent/replies/advice_moves.py): whether the candidate
+-- followed the advice it was given, and who wrote the advice opened after it; archives made
+-- before this table have it empty
+CREATE TABLE IF NOT EXISTS advice (
+    iteration INTEGER PRIMARY KEY,
+    followed INTEGER,  -- 1 or 0; NULL when that advice expected nothing checkable
+    next_source TEXT,  -- improver | menu (the host replaced repeated or generic advice)
+    next_move TEXT,  -- the menu move it was, by id
+    next_expect TEXT  -- what the next network must show, e.g. batchnorm>1
+);
 """
 # seen_before's key for an architecture fingerprint (a bare key is a normalised code hash)
 ARCH = "arch:"
@@ -146,9 +156,24 @@ class RunArchive(ArchiveTables):
         problem: str | None,
         suggestion: str | None,
         tokens: int = 0,
+        advice: Mapping[str, Any] | None = None,
     ) -> None:
-        """What the Improver made of `iteration`: the triple it closed and the advice it opened."""
+        """What the Improver made of `iteration`: the triple it closed (with, when it was checked,
+        whether `iteration` followed that advice) and the advice it opened (`advice`: its
+        source, move and expect, given once per Improver call)."""
+        followed = (closed_triple or {}).get("followed")
+        advised = advice or {}
         with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO advice VALUES (?,?,?,?,?)",
+                (
+                    iteration,
+                    None if followed is None else int(followed),
+                    advised.get("source"),
+                    advised.get("move"),
+                    advised.get("expect"),
+                ),
+            )
             db.execute(
                 "UPDATE candidates SET closed_triple=?, next_problem=?, next_suggestion=?,"
                 " improver_tokens=? WHERE iteration=?",
@@ -244,6 +269,11 @@ class RunArchive(ArchiveTables):
                     row["iteration"], row["kind"], row["message"] or ""
                 )
         return seen
+
+    def advice(self) -> dict[int, dict[str, Any]]:
+        """Each iteration's advice row (see the table), by iteration; empty for older runs."""
+        with self._connect() as db:
+            return {r["iteration"]: dict(r) for r in db.execute("SELECT * FROM advice")}
 
     def rows(self) -> list[dict[str, Any]]:
         with self._connect() as db:

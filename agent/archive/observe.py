@@ -16,10 +16,11 @@ from langchain_core.messages import BaseMessage
 from langgraph.config import get_stream_writer
 
 from agent.archive.calls import CallLog, Extracted, why_no_code
+from agent.archive.candidates import RunArchive
 from agent.archive.lineage import LineageLog, Parents
 from agent.llm.client import Reply
 from agent.replies.edits import Reading
-from agent.state import Branch
+from agent.state import Branch, Pending, Triple
 
 Stage = str  # "generating", "checking", "training", "advising"
 
@@ -105,3 +106,25 @@ def improver_called(
         seconds=seconds,
         extracted=extracted,
     )
+
+
+def improvement_recorded(
+    archive: RunArchive,
+    iterations: list[int],
+    closed: list[Triple],
+    advice: Pending | None,
+    tokens: int,
+) -> None:
+    """Archive what one Improver step made of its candidates (a parallel round's, in order):
+    the triple each one closed, and the advice opened after them, whose tokens and source are
+    one call's and so go on the last row only."""
+    for n, iteration in enumerate(iterations):
+        last = n == len(iterations) - 1
+        archive.record_improvement(
+            iteration,
+            dict(closed[n]) if closed else None,
+            advice["problem"] if advice else None,
+            advice["suggestion"] if advice else None,
+            tokens if last else 0,
+            dict(advice) if advice and last else None,
+        )

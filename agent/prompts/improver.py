@@ -118,6 +118,15 @@ def round_section(candidates: list[Candidate]) -> str:
     return "\n".join(lines)
 
 
+def moves_section(moves: list[str]) -> str:
+    """The numbered menu of layer-level moves for the network shown."""
+    lines = [
+        "## Moves for this network",
+        "Each changes one place of the network above; the next network is checked for it.",
+    ]
+    return "\n".join([*lines, *(f"{n}. {text}" for n, text in enumerate(moves, 1))])
+
+
 def improver_messages(
     task: TaskInfo,
     *,
@@ -125,13 +134,16 @@ def improver_messages(
     best: Candidate | None,
     window: list[Triple],
     round_candidates: list[Candidate] | None = None,
+    moves: list[str] | None = None,
 ) -> list[BaseMessage]:
     """The Improver's prompt: a system message and one human message.
 
     On a failure its only job is the fix for that error; after a success, one small change
-    likely to raise one-epoch validation accuracy. The reply is a JSON object
-    {"problem": ..., "suggestion": ...}. After a parallel round, `last` is the round's focus and
-    `round_candidates` (all of the round, in iteration order) adds one outcome line each.
+    likely to raise one-epoch validation accuracy: with `moves` (agent/replies/advice_moves.py's
+    menu for this network), one of them by number or words, or another change that names a
+    layer. The reply is a JSON object {"problem": ..., "suggestion": ...}. After a parallel
+    round, `last` is the round's focus and `round_candidates` (all of the round, in iteration
+    order) adds one outcome line each.
     """
     result = last.get("result") or {}
     iteration = last.get("iteration", "?")
@@ -157,6 +169,15 @@ def improver_messages(
             "Say what causes it in `problem` and the exact code change that fixes it in "
             "`suggestion`. Do not suggest any other improvement."
             + (f"\nHint: {hint}" if hint else "")
+        )
+    elif moves:
+        sections.append(moves_section(moves))
+        sections.append(
+            "## Your job\n"
+            "The network trained. Choose ONE change likely to raise the validation accuracy "
+            "after one epoch: a move from the list (its number or its words in `suggestion`), or "
+            "another change that names the layer and its numbers. Never give a suggestion the "
+            "recent attempts already hold. Keep everything else as it is."
         )
     else:
         sections.append(

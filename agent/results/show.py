@@ -78,6 +78,8 @@ def story(run_dir: Path, iteration: int) -> dict[str, Any]:
     advice = None
     if row["next_suggestion"] is not None:
         advice = {"problem": row["next_problem"], "suggestion": row["next_suggestion"]}
+        advised = RunArchive(run_dir).advice().get(iteration) or {}  # empty for older runs
+        advice.update({k: advised.get(f"next_{k}") for k in ("source", "move", "expect")})
     return {
         "run_id": run_dir.name,
         "iteration": iteration,
@@ -148,6 +150,8 @@ def story_text(data: dict[str, Any]) -> str:
             f"suggestion: {triple['suggestion']}",
             f"outcome: {triple['outcome']}",
         ]
+        if triple.get("followed") is not None:  # the network changed where the advice said
+            lines.append(f"followed: {'yes' if triple['followed'] else 'no'}")
     else:
         lines.append("(none: no advice was pending)")
     for call in improver:
@@ -156,6 +160,11 @@ def story_text(data: dict[str, Any]) -> str:
     advice = data["advice"]
     if advice:
         lines += [f"problem: {advice['problem']}", f"suggestion: {advice['suggestion']}"]
+        if advice.get("source") == "menu":
+            why = "the Improver's advice repeated the window or named no layer"
+            lines.append(f"source: the host's menu move {advice.get('move')} ({why})")
+        if advice.get("expect"):
+            lines.append(f"checked next time: {advice['expect']}")
     else:
         lines.append("(none)")
     return "\n".join(lines) + "\n"
