@@ -45,6 +45,7 @@ DEFAULT_VARIANTS = (
     "best_of_k",
     "no_auto_fix",
     "no_dead_layers",
+    "no_concrete_advice",
     "repair",
     "resample",
     "no_novelty",
@@ -142,6 +143,8 @@ COLUMNS = (  # (header, number, digits, percent)
     ("best val acc", "best_val_accuracy", 4, False),
     ("mean val acc", "mean_val_accuracy", 4, False),
     ("tokens / trained", "tokens_per_trained", 0, False),
+    ("advice followed", "advice_followed_rate", 1, True),
+    ("advice replaced", "advice_repeats_replaced", 1, False),
 )
 
 

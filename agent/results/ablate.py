@@ -11,11 +11,12 @@ the training seed (`seed`), so the replicates differ in every random draw. Each 
 of the ablation switches, so a switch left on in `.env` cannot leak into another variant.
 
 Variants: full (the method); no_history / no_memory (no window), no_improver, no_reference,
-no_novelty, no_auto_fix, no_dead_layers, paper_prompts (each takes one part away); single_shot
-(the task alone, no Improver: the baseline) and best_of_k (the same, a repeat asked again); diff
-and auto (the Generator edits the best network with SEARCH/REPLACE blocks); repair, resample and
-repair_resample (two LLM-side fixes per failed iteration). Runs skip the final test unless the
-extra flags ask for it (`-- --final-top-k 1`): the comparison is about the searches.
+no_novelty, no_auto_fix, no_dead_layers, no_concrete_advice, paper_prompts (each takes one part
+away); single_shot (the task alone, no Improver: the baseline) and best_of_k (the same, a repeat
+asked again); diff and auto (the Generator edits the best network with SEARCH/REPLACE blocks);
+repair, resample and repair_resample (two LLM-side fixes per failed iteration). Runs skip the
+final test unless the extra flags ask for it (`-- --final-top-k 1`): the comparison is about the
+searches.
 
 Writes `<runs dir>/ablations/<name>/`: `results.json` (every run's best-so-far curve and numbers,
 and per variant the mean, sample standard deviation, min and max over seeds at each iteration),
@@ -48,9 +49,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no_reference": ("reference",),
     "no_novelty": ("novelty",),
     "no_auto_fix": ("auto_fix",),
-    "no_dead_layers": (
-        "dead_layers",
-    ),  # dead layers trained as they are (agent/check/dead_layers.py)
+    "no_dead_layers": ("dead_layers",),  # dead layers trained (agent/check/dead_layers.py)
+    "no_concrete_advice": ("concrete_advice",),  # no move menu, advice as the Improver wrote it
     "paper_prompts": ("paper_prompts",),
     # the baseline, plain sampling with the same prompts: no window, no Improver, no fixes
     "single_shot": ("single_shot", "novelty", "auto_fix"),
@@ -84,6 +84,7 @@ SWITCHES = {
     "novelty": True,
     "auto_fix": True,
     "dead_layers": True,
+    "concrete_advice": True,
     "paper_prompts": False,  # on: --prompt-style paper (the long prompts), off: short
 }
 ABLATIONS_DIR = "ablations"

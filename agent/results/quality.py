@@ -1,4 +1,5 @@
-"""Search quality of one run, from its archive alone: LLM calls, success, novelty, fixes, streaks.
+"""Search quality of one run, from its archive alone: LLM calls, success, novelty, fixes, streaks,
+and whether the Improver's advice was followed.
 
 LLM calls are counted from the archive, not from the servers (as RunArchive.llm_calls does,
 which the loop's own `--llm-calls` budget reads): every iteration asked the Generator
@@ -40,6 +41,9 @@ NUMBERS = (
     "mean_val_accuracy",
     "tokens",
     "tokens_per_trained",
+    "advice_checked",
+    "advice_followed_rate",
+    "advice_repeats_replaced",
 )
 
 
@@ -71,6 +75,18 @@ def longest_identical_failures(rows: list[dict[str, Any]]) -> int:
         last = failure
         longest = max(longest, streak)
     return longest
+
+
+def advice_numbers(advice: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """From the advice table: how many candidates' advice could be checked, the share of those
+    that changed where it said, and how often the host replaced repeated or generic advice with
+    a menu move. A run archived before the table: 0, None, 0."""
+    verdicts = [r["followed"] for r in advice.values() if r["followed"] is not None]
+    return {
+        "advice_checked": len(verdicts),
+        "advice_followed_rate": sum(verdicts) / len(verdicts) if verdicts else None,
+        "advice_repeats_replaced": sum(r["next_source"] == "menu" for r in advice.values()),
+    }
 
 
 def run_quality(run_dir: Path) -> dict[str, Any]:
@@ -117,5 +133,6 @@ def run_quality(run_dir: Path) -> dict[str, Any]:
         "mean_val_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
         "tokens": tokens,
         "tokens_per_trained": tokens / len(ok_rows) if ok_rows else None,
+        **advice_numbers(archive.advice()),
         "kinds": dict(Counter(str(r["kind"]) for r in rows)),
     }
