@@ -12,7 +12,9 @@ prompt mattered. `SmallModel` plays the same recorded replies, but reads the req
   otherwise sends the module back unchanged;
 - told a parameter limit ("at most N parameters"), it skips the recorded nets it knows to be
   larger (`heed` of the time; `sizes` says how large each recorded reply is);
-- as the Improver, it repeats its last advice word for word (`repeat`);
+- as the Improver, it repeats its last advice word for word (`repeat`); given only
+  `STUCK_ADVICE`, it answers as issue 25's 0.5B Improver did: one sentence that names no layer,
+  after every result;
 - now and then it echoes the prompt back instead of answering (`echo`): prose without code from
   the Generator, unreadable advice from the Improver.
 
@@ -61,6 +63,16 @@ MNIST5K_SIZES: dict[int, int | None] = {
     9: 63_346,
     10: 34_314,
 }
+
+
+# The kind of advice a 0.5B Improver gave after every result in issue 25's run (the suggestion
+# begins as the issue quotes it): it names no layer, so no next program can be checked against it
+STUCK_ADVICE = json.dumps(
+    {
+        "problem": "The model is not complex enough to learn the data.",
+        "suggestion": "Add more layers or use a different architecture to improve the accuracy.",
+    }
+)
 
 
 def last_user_text(body: Mapping[str, Any]) -> str:
