@@ -279,6 +279,37 @@ class RunArchive(ArchiveTables):
         with self._connect() as db:
             return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY iteration")]
 
+    def trained(self, before: int) -> list[dict[str, Any]]:
+        """The rows of the candidates that trained (status ok) before iteration `before`, best
+        validation accuracy first, the earlier first on a tie (as `tally` picks the best)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM candidates WHERE status = 'ok' AND iteration < ?"
+                " ORDER BY val_accuracy DESC, iteration",
+                (before,),
+            )
+            return [dict(r) for r in rows]
+
+    def recent(self, before: int, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` rows before iteration `before`, newest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM candidates WHERE iteration < ? ORDER BY iteration DESC LIMIT ?",
+                (before, limit),
+            )
+            return [dict(r) for r in rows]
+
+    def code_at(self, iteration: int) -> str | None:
+        """The code candidate `iteration` archived (None: none, or its file is gone)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT code_path FROM candidates WHERE iteration = ?", (iteration,)
+            ).fetchone()
+        try:
+            return (self.run_dir / row[0]).read_text(encoding="utf-8") if row and row[0] else None
+        except OSError:
+            return None
+
     def summary(self) -> dict[str, Any]:
         rows = self.rows()
         ok = [r for r in rows if r["status"] == "ok"]

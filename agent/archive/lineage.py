@@ -1,7 +1,8 @@
 """Where each candidate came from: the archived candidate its Generator prompt built on.
 
 The first edge (`parent`) is the module the candidate was asked to fix, when the last candidate
-it was shown had failed; otherwise the best candidate it was shown. The second, lighter edge
+it was shown had failed; otherwise the best candidate it was shown, or with `--parent tournament`
+the network the tournament drew for it (why `tournament`). The second, lighter edge
 (`also_shown`) is the last candidate, when it was shown too and is not the parent. A candidate
 shown nothing (the first one, the single-shot baseline) is a root. Written to the `lineage`
 table of the run's archive when the Generator's reply returns, keyed by iteration (a node re-run
@@ -29,11 +30,14 @@ CREATE TABLE IF NOT EXISTS lineage (
 class Parents(TypedDict):
     parent: int | None
     also_shown: int | None
-    why: str  # "fix" (of a failed last), "best" (built on the best), "last", or "root"
+    # "fix" (of a failed last), "best" (built on the best), "tournament" (on the network the
+    # tournament drew), "last", or "root"
+    why: str
 
 
-def parents_of(best: Candidate | None, last: Candidate | None) -> Parents:
-    """The edges of a candidate whose prompt showed `best` and `last` (None: not shown)."""
+def parents_of(best: Candidate | None, last: Candidate | None, drawn: bool = False) -> Parents:
+    """The edges of a candidate whose prompt showed `best` and `last` (None: not shown); `drawn`:
+    `best` is the network a tournament drew, not necessarily the best."""
     if last is not None and last["result"].get("status") != "ok":
         also = best["iteration"] if best is not None else None
         return Parents(parent=last["iteration"], also_shown=also, why="fix")
@@ -42,7 +46,7 @@ def parents_of(best: Candidate | None, last: Candidate | None) -> Parents:
         return Parents(
             parent=best["iteration"],
             also_shown=None if also == best["iteration"] else also,
-            why="best",
+            why="tournament" if drawn else "best",
         )
     if last is not None:
         return Parents(parent=last["iteration"], also_shown=None, why="last")

@@ -106,6 +106,24 @@ def _layer(call: ast.Call, kind: str, code: str) -> Layer:
 def read_layers(code: str) -> list[Layer] | None:
     """The layers `code` builds, in the order written; None when it does not parse (or is too
     big to parse safely). An empty list: it parses but builds no torch.nn layer we can see."""
+    calls = _layer_calls(code)
+    return None if calls is None else [_layer(call, kind, code) for call, kind in calls]
+
+
+def signature(code: str | None) -> tuple[str, ...] | None:
+    """The layers `code` builds, each call as written on one line (unclipped), in order: two
+    programs with the same signature build the same layers with the same arguments, whatever
+    their names, comments or layout. None when no layer can be read: such programs are never
+    the same by this measure."""
+    text = code or ""
+    calls = _layer_calls(text)
+    if not calls:
+        return None
+    return tuple(" ".join((ast.get_source_segment(text, c) or k).split()) for c, k in calls)
+
+
+def _layer_calls(code: str) -> list[tuple[ast.Call, str]] | None:
+    """Every `nn.X(...)` call of `code` with its class, in the order written (None: unread)."""
     if not isinstance(code, str) or not code.strip() or parse_bounds(code) is not None:
         return None
     try:
@@ -126,7 +144,7 @@ def read_layers(code: str) -> list[Layer] | None:
     for call in calls:
         kind = _layer_class(call, imported)
         if kind is not None:
-            found.append(_layer(call, kind, code))
+            found.append((call, kind))
     return found
 
 
