@@ -24,6 +24,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         *("novelty", "auto_fix", "dead_layers"),  # the check step
         "prompt_style",  # the Generator's prompt
         "edit_mode",
+        *("parent", "copy_heat", "fill_in"),  # against copying the network shown
         *("repair_attempts", "fix_order"),  # the LLM-side fixes of a failed program
     ),
     "sandbox": (

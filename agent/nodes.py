@@ -39,20 +39,12 @@ from agent.check.llm_fixes import calls_left, room_for_advice
 from agent.check.step import Iteration, attempt_recorder, check_and_train
 from agent.llm.client import ask, make_chat
 from agent.llm.structured import ask_for_advice
-from agent.prompts import (
-    ERROR_CHARS,
-    SUGGESTION_CHARS,
-    constraints_text,
-    generator_messages,
-    improver_messages,
-    outcome_text,
-)
-from agent.prompts.edit import edit_base, edit_request
-from agent.prompts.short import short_generator_messages
+from agent.prompts import ERROR_CHARS, SUGGESTION_CHARS, improver_messages, outcome_text
 from agent.replies.advice import parse_improvement
 from agent.replies.advice_cleaning import clean_advice, without_echo
 from agent.replies.advice_moves import advice_menu, closed_triple, settle_advice
-from agent.replies.edits import EditContext, code_from_reply
+from agent.replies.edits import EditContext
+from agent.replies.fill_in import read_reply
 from agent.settings import Role, Settings
 from agent.state import (
     Branch,
@@ -67,10 +59,10 @@ from agent.state import (
     push_triples,
     tally,
 )
+from agent.steer import request
 from sandbox.result import EvalResult
 from tools.train_candidate import executor_for, task_for, train_candidate_for
 
-TEMPERATURE_SPREAD = 0.2  # a parallel round's Generator temperatures span base ± this
 # What a parallel branch's prompt and progress event need from the state (its Send payload)
 BRANCH_KEYS = ("run_id", "task", "best", "last", "suggestion", "window", "ok_count", "calls_spent")
 
@@ -118,35 +110,9 @@ def setup(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
 
 
 def generator_prompt(state: State, settings: Settings) -> tuple[list[BaseMessage], str | None]:
-    """The Generator's messages for this state (the run's prompt style and edit mode, ablations
-    applied) and the code its edit blocks apply to (None: a whole module is asked for)."""
-    single = settings.single_shot  # the baseline: the task alone, every time
-    best, last = shown(state, settings)
-    build = generator_messages if settings.prompt_style == "paper" else short_generator_messages
-    suggestion = "" if not settings.improver or single else state.get("suggestion", "")
-    messages = build(
-        state["task"],
-        best=best,
-        last=last,
-        suggestion=suggestion,
-        window=[] if not settings.memory or single else state["window"],
-        constraints=constraints_text(settings.constraints, settings.hardware_limits()),
-    )
-    base = edit_base(best, settings.edit_mode)
-    return edit_request(messages, base, settings, state["task"], suggestion), base
-
-
-def shown(state: State, settings: Settings) -> tuple[Candidate | None, Candidate | None]:
-    """The best and the last candidate the Generator's prompt shows (None: not shown)."""
-    single = settings.single_shot
-    return None if not settings.reference or single else state.get("best"), (
-        None if single else state.get("last")
-    )
-
-
-def generator_settings(state: State, settings: Settings) -> Settings:
-    branch = state.get("branch")
-    return settings if branch is None else branch_settings(settings, branch)
+    """The Generator's messages for this state and the code its edit blocks apply to (None: a
+    whole module, or layers, is asked for): agent/steer/request.py's, with the run's archive."""
+    return request.generator_prompt(state, settings, run_archive(settings, state["run_id"]))
 
 
 def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
@@ -158,19 +124,21 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
     settings = context(runtime)
     stage("generating", state["iteration"], state.get("branch"))
     messages, base = generator_prompt(state, settings)
+    archive = run_archive(settings, state["run_id"])
     started = time.monotonic()
     # seed = base + iteration: a fixed seed would make an identical prompt give identical code
     reply = ask(
-        chat_for("generator", generator_settings(state, settings)),
+        chat_for("generator", request.generator_settings(state, settings, archive)),
         messages,
         role="generator",
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
     )
     seconds = time.monotonic() - started
-    read = code_from_reply(reply.text, base, settings.edit_mode)
-    run_dir = run_archive(settings, state["run_id"]).run_dir
-    parents = parents_of(*shown(state, settings))
+    fill_in = state["task"] if settings.fill_in else None
+    read = read_reply(reply.text, base, settings.edit_mode, fill_in)
+    parents = parents_of(*request.shown(state, settings, archive))
+    run_dir = archive.run_dir
     generator_called(run_dir, state["iteration"], 0, messages, reply, seconds, read, parents)
     update: dict[str, Any] = {"code": read.code, "edit_error": read.error}
     update.update(prompt=messages, edit_base=base, gen_tokens=reply.tokens, gen_seconds=seconds)
@@ -183,7 +151,8 @@ def generate(state: State, runtime: Runtime[Settings]) -> Command[str]:
 def again_for(state: State, settings: Settings, edits: EditContext) -> Again:
     """How this iteration asks its Generator again (re-asks, repairs, resamples), with the prompt
     `generate` built; their edit blocks apply as `edits` says."""
-    base = generator_settings(state, settings)
+    archive = run_archive(settings, state["run_id"])
+    base = request.generator_settings(state, settings, archive)
     return Again(
         chat_at=lambda t: chat_for(
             "generator", base.model_copy(update={"generator_temperature": t})
@@ -193,20 +162,12 @@ def again_for(state: State, settings: Settings, edits: EditContext) -> Again:
         temperature=base.generator_temperature,
         seed=settings.run_seed + state["iteration"],
         retries=settings.llm_retries,
-        run_dir=run_archive(settings, state["run_id"]).run_dir,
+        run_dir=archive.run_dir,
         iteration=state["iteration"],
         edit_mode=settings.edit_mode,
         edits=edits,
+        fill_in=settings.fill_in,
     )
-
-
-def branch_settings(settings: Settings, branch: Branch) -> Settings:
-    """A branch's Generator temperature: the round's slots spread evenly over base ± spread."""
-    if branch["size"] <= 1:
-        return settings
-    offset = TEMPERATURE_SPREAD * (2 * branch["slot"] / (branch["size"] - 1) - 1)
-    temperature = min(2.0, max(0.0, round(settings.generator_temperature + offset, 3)))
-    return settings.model_copy(update={"generator_temperature": temperature})
 
 
 def train(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
@@ -329,10 +290,12 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
         and not settings.single_shot
         and room_for_advice(settings.llm_calls, state.get("calls_spent", 0))
     ):
-        menu = advice_menu(last, state["task"]) if settings.concrete_advice else []
+        # the network the next prompt shows to change (with the tournament, maybe not `last`)
+        advised = request.advised(state, settings, archive, last)
+        menu = advice_menu(advised, state["task"]) if settings.concrete_advice else []
         messages = improver_messages(
             state["task"],
-            last=last,
+            last=advised,
             best=best,
             window=window if settings.memory else [],
             round_candidates=[candidate for candidate, _ in batch],
@@ -358,7 +321,7 @@ def improve(state: State, runtime: Runtime[Settings]) -> dict[str, Any]:
             advice={"problem": advice["problem"], "suggestion": advice["suggestion"]},
         )
         # after a success: a pick from the menu resolved, repeated or generic advice replaced
-        advice = settle_advice(advice, menu, window, last.get("code"))
+        advice = settle_advice(advice, menu, window, advised.get("code"))
     improvement_recorded(archive, [c["iteration"] for c, _ in batch], closed, advice, tokens)
     update["pending"] = advice
     update["suggestion"] = advice["suggestion"] if advice else ""

@@ -127,6 +127,24 @@ class Settings(SandboxSettings):
         description="full: the Generator writes whole modules; diff: SEARCH/REPLACE edit blocks "
         "against the code it is shown; auto: either",
     )
+    # What keeps a small Generator from copying the network it is shown (issue 25); off until
+    # bench/search_quality.py's tournament, copy_heat and fill_in variants say otherwise
+    parent: Literal["best", "tournament"] = Field(
+        "best",
+        description="the network the Generator is shown to change: the best so far, or "
+        "tournament: the better of 2 drawn (seed: run seed + iteration) from the top 4 trained "
+        "networks with different layers",
+    )
+    copy_heat: bool = Field(
+        False,
+        description="after a candidate that copied (a duplicate, or the layers of the network it "
+        "was shown), the next Generator call samples 0.3 hotter per copy in a row, up to 1.3",
+    )
+    fill_in: bool = Field(
+        False,
+        description="the Generator writes only the layers of a fixed skeleton's `features`; the "
+        "host splices them in (a whole module is still read as one)",
+    )
 
     final_top_k: int = Field(
         3, ge=0, description="at the end, retrain the top k on train, score once on test (0: skip)"

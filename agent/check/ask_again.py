@@ -4,7 +4,8 @@ which error to avoid). Each call is archived in the `calls` table under the numb
 its answer becomes; `Again` keeps the calls, tokens and seconds it spent, for the node to read.
 
 With `--edit-mode diff|auto` an answer may be edit blocks (agent/replies/edits.py): a re-ask's and a
-resample's apply to the code the iteration's prompt showed, a repair's to the failing module.
+resample's apply to the code the iteration's prompt showed, a repair's to the failing module. With
+`--fill-in` an answer of layers only is spliced into the skeleton (agent/replies/fill_in.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from agent.check.novelty import REASK_SEED_STEP, reask_temperature
 from agent.llm.client import ask
 from agent.prompts.fix import repair_messages, resample_note
 from agent.prompts.short import with_note
-from agent.replies.edits import EditContext, Reading, code_from_reply
+from agent.replies.edits import EditContext, Reading
+from agent.replies.fill_in import read_reply
 from agent.state import TaskInfo
 
 
@@ -41,6 +43,7 @@ class Again:
     iteration: int
     edit_mode: str = "full"  # how a reply is read (agent/replies/edits.py)
     edits: EditContext = field(default_factory=EditContext)  # what the prompt's edits apply to
+    fill_in: bool = False  # a reply of layers only goes into the fill-in skeleton
     # What the asks so far spent: this object's own ledger, read by the node when it is done
     calls: int = 0
     tokens: int = 0
@@ -66,7 +69,7 @@ class Again:
             self.tokens + reply.tokens,
             self.seconds + seconds,
         )
-        read = code_from_reply(reply.text, base, self.edit_mode)
+        read = read_reply(reply.text, base, self.edit_mode, self.task if self.fill_in else None)
         generator_called(self.run_dir, self.iteration, attempt, messages, reply, seconds, read)
         return read
 

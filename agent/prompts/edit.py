@@ -1,11 +1,12 @@
 """The Generator's request for edit blocks (`--edit-mode diff|auto`), in both prompt styles.
 
-With code to edit (the best network, which both styles show), the style's system line and its
-closing contract (one whole module in a ```python block) give way to a contract that asks for
-SEARCH/REPLACE blocks against that code (`code_from_reply` reads them). Its example is cut from
-the code itself, so the example's SEARCH line really is in the code. `auto` adds that a whole module
-is read too. With no code to edit, the messages stay as they are: a whole module is asked for.
-The contract holds no blank line: a re-ask's note goes in before the last paragraph.
+With code to edit (the best network or the tournament's draw, which both styles show), the
+style's system line and its closing contract (one whole module in a ```python block) give way to
+a contract that asks for SEARCH/REPLACE blocks against that code (`code_from_reply` reads them).
+Its example is cut from the code itself, so the example's SEARCH line really is in the code.
+`auto` adds that a whole module is read too. With no code to edit, the messages stay as they
+are: a whole module is asked for. The contract holds no blank line: a re-ask's note goes in
+before the last paragraph.
 """
 
 from __future__ import annotations
@@ -63,21 +64,21 @@ def block_format() -> str:
     )
 
 
-def _short_contract(base: str, classes: object, mode: str) -> str:
+def _short_contract(base: str, classes: object, mode: str, shown: str) -> str:
     lines = [
-        "Reply with edit blocks that change the best network above, and nothing else.",
+        f"Reply with edit blocks that change the {shown} above, and nothing else.",
         block_format(),
         "This block adds lines after one of its lines:",
         block_example(base),
-        "The SEARCH lines must occur exactly once in the best network: copy whole lines, enough "
+        f"The SEARCH lines must occur exactly once in the {shown}: copy whole lines, enough "
         "of them. Use one block for each place you change. Keep `class Net`, its `self.head` and "
         f"`forward(self, x)` returning logits of shape (B, {classes}).",
     ]
     return "\n".join([*lines, _WHOLE] if mode == "auto" else lines)
 
 
-def _paper_contract(base: str, classes: object, mode: str, suggested: bool) -> str:
-    action = "Make the best network above do better" + (
+def _paper_contract(base: str, classes: object, mode: str, suggested: bool, shown: str) -> str:
+    action = f"Make the {shown} above do better" + (
         ", applying the suggestion" if suggested else ""
     )
     lines = [
@@ -85,7 +86,7 @@ def _paper_contract(base: str, classes: object, mode: str, suggested: bool) -> s
         f"{action}. Do not write the module again: change it with edit blocks, and reply with "
         "nothing else.",
         block_format(),
-        "- The SEARCH part is copied exactly from the best network above, indentation included, "
+        f"- The SEARCH part is copied exactly from the {shown} above, indentation included, "
         "and occurs there exactly once.",
         "- Use one block for each place you change; the blocks are applied in order.",
         f"- The result still defines `class Net(nn.Module)` with `__init__(self, "
@@ -104,9 +105,11 @@ def edit_request(
     settings: Settings,
     task: TaskInfo,
     suggestion: str,
+    drawn: bool = False,
 ) -> list[BaseMessage]:
     """`messages` (either style's Generator prompt) asking for edit blocks against `base`; the
-    messages as they are when there is nothing to edit."""
+    messages as they are when there is nothing to edit. `drawn`: `base` is the network a
+    tournament drew, so the contract calls it "the network", not "the best network"."""
     mode, style = settings.edit_mode, settings.prompt_style
     classes, suggested = task.get("num_classes", 10), bool(suggestion.strip())
     if base is None or mode == "full" or len(messages) != 2:
@@ -114,9 +117,10 @@ def edit_request(
     body = str(messages[1].content)
     cut = body.rfind("\n\n")  # the style's closing contract is its last paragraph
     head = body[:cut] if cut >= 0 else body
+    shown = "network" if drawn else "best network"
     if style == "paper":
-        contract = _paper_contract(base, classes, mode, suggested)
+        contract = _paper_contract(base, classes, mode, suggested, shown)
     else:
-        contract = _short_contract(base, classes, mode)
+        contract = _short_contract(base, classes, mode, shown)
     system = _SYSTEM["paper" if style == "paper" else "short"]
     return [SystemMessage(content=system), HumanMessage(content=f"{head}\n\n{contract}")]

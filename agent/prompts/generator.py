@@ -36,8 +36,12 @@ def generator_messages(
     suggestion: str,
     window: list[Triple],
     constraints: str = "",
+    drawn: bool = False,
 ) -> list[BaseMessage]:
     """The Generator's prompt: a system message and one human message.
+
+    `drawn`: `best` is the network a tournament drew (`--parent tournament`): one of the best,
+    named so, and the network to beat is "the network above".
 
     Sections: task, best network (if `best`), last attempt (if `last` is not the best: its outcome,
     and its code when it had some), suggestion (if non-empty), recent attempts (if `window`),
@@ -55,8 +59,9 @@ def generator_messages(
     ]
     best_code = (best.get("code") or "") if best else ""
     if best and best_code.strip():
+        title = "One of the best networks so far" if drawn else "Best network so far"
         sections.append(
-            "## Best network so far\n"
+            f"## {title}\n"
             f"Outcome: {outcome_text(best.get('result') or {})}\n{code_block(best_code)}"
         )
     if last and not (best and same_candidate(last, best)):
@@ -74,7 +79,9 @@ def generator_messages(
     if constraints.strip():
         sections.append(f"## Constraints\n{clip_block(constraints, TEXT_CHARS)}")
     if best and best_code.strip():
-        action = "Write a network that does better than the best network above"
+        action = "Write a network that does better than the " + (
+            "network above" if drawn else "best network above"
+        )
     elif last:
         action = "Write a network that trains well, learning from the last attempt"
     else:

@@ -57,11 +57,13 @@ def short_generator_messages(
     suggestion: str,
     window: list[Triple],
     constraints: str = "",
+    drawn: bool = False,
 ) -> list[BaseMessage]:
     """Task, skeleton (or the best network), what the loop learned, then the contract.
 
     The same signature as the paper style's `generator_messages`, on purpose: the node picks one
-    by `prompt_style` and calls it the same way."""
+    by `prompt_style` and calls it the same way. `drawn`: `best` is the network a tournament drew
+    (`--parent tournament`), one of the best, so the prompt does not call it the best."""
     _, bchw = shape(task)
     classes = task.get("num_classes", 10)
     dims = task.get("input_shape") or [3]
@@ -71,9 +73,9 @@ def short_generator_messages(
     ]
     best_code = (best.get("code") or "") if best else ""
     if best and best_code.strip():
+        title = "One of the best networks so far" if drawn else "Best network so far"
         sections.append(
-            f"Best network so far ({outcome_text(best.get('result') or {})}):\n"
-            f"{code_block(best_code)}"
+            f"{title} ({outcome_text(best.get('result') or {})}):\n{code_block(best_code)}"
         )
     else:
         sections.append(
