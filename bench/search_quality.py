@@ -54,6 +54,9 @@ DEFAULT_VARIANTS = (
     "paper_prompts",
     "diff",
     "auto",
+    "tournament",
+    "copy_heat",
+    "fill_in",
 )
 # Numbers where a run with nothing trained counts as 0 in the mean: averaging only the runs that
 # found something would reward a variant for failing whole seeds
@@ -145,6 +148,7 @@ COLUMNS = (  # (header, number, digits, percent)
     ("tokens / trained", "tokens_per_trained", 0, False),
     ("advice followed", "advice_followed_rate", 1, True),
     ("advice replaced", "advice_repeats_replaced", 1, False),
+    ("copies", "copies", 1, False),
 )
 
 

@@ -14,7 +14,9 @@ Variants: full (the method); no_history / no_memory (no window), no_improver, no
 no_novelty, no_auto_fix, no_dead_layers, no_concrete_advice, paper_prompts (each takes one part
 away); single_shot (the task alone, no Improver: the baseline) and best_of_k (the same, a repeat
 asked again); diff and auto (the Generator edits the best network with SEARCH/REPLACE blocks);
-repair, resample and repair_resample (two LLM-side fixes per failed iteration). Runs skip the
+repair, resample and repair_resample (two LLM-side fixes per failed iteration); tournament,
+copy_heat and fill_in (the Generator shown another good network than the best, sampled hotter
+after it copied, or asked for the feature layers alone). Runs skip the
 final test unless the extra flags ask for it (`-- --final-top-k 1`): the comparison is about the
 searches.
 
@@ -39,6 +41,7 @@ from typing import Any
 
 from agent.archive.paths import load_final_test, run_path
 from agent.results.numbers import archive_rows, best_so_far
+from agent.results.plots import plot_ablation
 
 # Each variant: the switches it turns over from the full method's setting (SWITCHES)
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -65,6 +68,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "repair": (),
     "resample": (),
     "repair_resample": (),
+    # the full method with one of the switches against a Generator that copies what it is shown
+    # (agent/steer/): another parent than the best, hotter after copies, layers only
+    "tournament": ("tournament",),
+    "copy_heat": ("copy_heat",),
+    "fill_in": ("fill_in",),
 }
 # The Generator's --edit-mode of each variant (agent/replies/edits.py); every other variant: full
 EDIT_MODES = {"diff": "diff", "auto": "auto"}
@@ -86,6 +94,9 @@ SWITCHES = {
     "dead_layers": True,
     "concrete_advice": True,
     "paper_prompts": False,  # on: --prompt-style paper (the long prompts), off: short
+    "tournament": False,  # on: --parent tournament, off: --parent best
+    "copy_heat": False,
+    "fill_in": False,
 }
 ABLATIONS_DIR = "ablations"
 
@@ -102,6 +113,9 @@ def run_argv(run_id: str, variant: str, seed: int, iterations: int, extra: list[
         on = full != (switch in VARIANTS[variant])
         if switch == "paper_prompts":
             argv += ["--prompt-style", "paper" if on else "short"]
+            continue
+        if switch == "tournament":
+            argv += ["--parent", "tournament" if on else "best"]
             continue
         flag = switch.replace("_", "-")
         argv.append(f"--{flag}" if on else f"--no-{flag}")
@@ -206,35 +220,6 @@ def comparison_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(results: dict[str, Any], path: Path) -> None:
-    from agent.results.plots import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for n, (variant, agg) in enumerate(results["variants"].items()):
-        points = [(i, s) for i, s in enumerate(agg["curve"]) if s["mean"] is not None]
-        if not points:
-            continue
-        xs = [i for i, _ in points]
-        mean = [s["mean"] for _, s in points]
-        low = [max(s["mean"] - s["std"], 0.0) for _, s in points]  # accuracy stays in [0, 1]
-        high = [min(s["mean"] + s["std"], 1.0) for _, s in points]
-        color = f"C{n % 10}"
-        marker = "o" if len(xs) <= 30 else None
-        label = f"{variant} ({agg['runs']} runs)"
-        ax.plot(xs, mean, color=color, lw=2, marker=marker, ms=4, label=label)
-        ax.fill_between(xs, low, high, color=color, alpha=0.2, lw=0)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("best validation accuracy so far")
-    ax.set_title(f"ablation {results['name']}: mean over seeds, ± one standard deviation shaded")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def collect(
     runs_dir: Path, name: str, variants: list[str], seeds: list[int], iterations: int
 ) -> dict[str, Any]:
@@ -256,7 +241,7 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "comparison.md").write_text(comparison_table(results), encoding="utf-8")
-    plot_curves(results, out / "curves.png")
+    plot_ablation(results, out / "curves.png")
 
 
 def _agent_run(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
-"""A run's PNG plots: accuracy per iteration, success rate, the Pareto front (matplotlib Agg)."""
+"""A run's PNG plots: accuracy per iteration, success rate, the Pareto front; an ablation's
+curves (matplotlib Agg)."""
 
 from __future__ import annotations
 
@@ -144,6 +145,35 @@ def plot_pareto(rows: list[dict[str, Any]], limits: dict[str, Any], path: Path) 
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="best", fontsize=8)
     fig.suptitle("accuracy vs. cost (one point per distinct network)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_ablation(results: dict[str, Any], path: Path) -> None:
+    """An ablation's curves: mean best-so-far per variant over seeds, ± one standard deviation
+    shaded (agent/results/ablate.py)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for n, (variant, agg) in enumerate(results["variants"].items()):
+        points = [(i, s) for i, s in enumerate(agg["curve"]) if s["mean"] is not None]
+        if not points:
+            continue
+        xs = [i for i, _ in points]
+        mean = [s["mean"] for _, s in points]
+        low = [max(s["mean"] - s["std"], 0.0) for _, s in points]  # accuracy stays in [0, 1]
+        high = [min(s["mean"] + s["std"], 1.0) for _, s in points]
+        color = f"C{n % 10}"
+        marker = "o" if len(xs) <= 30 else None
+        label = f"{variant} ({agg['runs']} runs)"
+        ax.plot(xs, mean, color=color, lw=2, marker=marker, ms=4, label=label)
+        ax.fill_between(xs, low, high, color=color, alpha=0.2, lw=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("best validation accuracy so far")
+    ax.set_title(f"ablation {results['name']}: mean over seeds, ± one standard deviation shaded")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

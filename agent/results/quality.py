@@ -1,5 +1,6 @@
 """Search quality of one run, from its archive alone: LLM calls, success, novelty, fixes, streaks,
-and whether the Improver's advice was followed.
+whether the Improver's advice was followed, and how often the Generator copied the network it
+was shown.
 
 LLM calls are counted from the archive, not from the servers (as RunArchive.llm_calls does,
 which the loop's own `--llm-calls` budget reads): every iteration asked the Generator
@@ -20,6 +21,7 @@ from typing import Any
 
 from agent.archive.candidates import CALL_SOURCES, RunArchive
 from agent.check.llm_fixes import STRATEGIES
+from agent.steer.heat import copy_count
 from sandbox.code import code_hash
 
 NO_CODE_HASH = code_hash("")
@@ -44,6 +46,7 @@ NUMBERS = (
     "advice_checked",
     "advice_followed_rate",
     "advice_repeats_replaced",
+    "copies",
 )
 
 
@@ -134,5 +137,7 @@ def run_quality(run_dir: Path) -> dict[str, Any]:
         "tokens": tokens,
         "tokens_per_trained": tokens / len(ok_rows) if ok_rows else None,
         **advice_numbers(archive.advice()),
+        # candidates that copied the network they were shown (agent/steer/heat.py's `copied`)
+        "copies": copy_count(archive),
         "kinds": dict(Counter(str(r["kind"]) for r in rows)),
     }
