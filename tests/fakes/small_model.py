@@ -12,6 +12,11 @@ prompt mattered. `SmallModel` plays the same recorded replies, but reads the req
   otherwise sends the module back unchanged;
 - told a parameter limit ("at most N parameters"), it skips the recorded nets it knows to be
   larger (`heed` of the time; `sizes` says how large each recorded reply is);
+- asked for only the layers of a `nn.Sequential(...)` (the fill-in request), it continues from
+  the layers it was shown last, one per line in a ```python block: copied (`copy`), else with
+  one more block of the same pattern (after a convolution, the next one with twice its
+  channels; after anything else, that line again). With no layer lines shown it falls back on
+  its recorded module. It never writes a kind of layer it was not shown;
 - as the Improver, it repeats its last advice word for word (`repeat`); given only
   `STUCK_ADVICE`, it answers as issue 25's 0.5B Improver did: one sentence that names no layer,
   after every result;
@@ -47,6 +52,8 @@ MARKED = re.compile(r"^>>\s*(\d+) \| (.*)$", re.MULTILINE)
 SHOWN = re.compile(r"```python\n(.*?)```", re.DOTALL)
 LIMIT = re.compile(r"at most ([\d,]+) parameters")
 REPAIR = re.compile(r"Correct the (marked line|error)")  # agent/prompts/fix.py's request
+FILL_IN = re.compile(r"only the layers")  # agent/prompts/fill_in.py's request
+CONV = re.compile(r"Conv2d\((\d+), (\d+)")
 
 # Parameters of each recorded mnist5k Generator reply (tests/fakes/replies/mnist5k.json) as
 # built by torch, None where it does not build; tests/unit/test_small_model.py keeps it true.
@@ -151,6 +158,8 @@ class SmallModel:
                 )
                 return "followed", f"Here is the corrected module.\n\n```python\n{fixed}```\n"
             return "unchanged", f"Here is the module.\n\n```python\n{module}```\n"
+        if FILL_IN.search(prompt) and (filled := _fill(prompt, rng, self.copy)) is not None:
+            return filled
         if shown and rng.random() < self.copy:
             return "copied", f"Here is the improved network.\n\n```python\n{shown.group(1)}```\n"
         limit = LIMIT.search(prompt)
@@ -181,6 +190,35 @@ class SmallModel:
         return f"advised {index}", self._advice
 
 
+def _fill(prompt: str, rng: random.Random, copy: float) -> tuple[str, str] | None:
+    """The layers a fill-in request gets: those of the last python block that holds any (lines
+    that start with `nn.`), copied or with one more block of their pattern; None when no block
+    shows a layer line."""
+    shown = [
+        [line.strip().rstrip(",") for line in block.split("\n") if line.strip().startswith("nn.")]
+        for block in SHOWN.findall(prompt)
+    ]
+    layers = next((lines for lines in reversed(shown) if lines), None)
+    if layers is None:
+        return None
+    if rng.random() < copy:
+        what = "copied layers"
+    else:
+        what = "extended layers"
+        convs = [m for line in layers for m in CONV.finditer(line)]
+        if convs:
+            c = int(convs[-1].group(2))
+            layers = [
+                *layers,
+                f"nn.Conv2d({c}, {2 * c}, 3, padding=1), nn.BatchNorm2d({2 * c}), nn.ReLU()",
+                "nn.MaxPool2d(2)",
+            ]
+        else:
+            layers = [*layers, layers[-1]]
+    body = "".join(f"{line},\n" for line in layers)
+    return what, f"Here are the layers.\n\n```python\n{body}```\n"
+
+
 def _prose_of(prompt: str) -> str:
     """The prompt echoed back as a small model does when it loses the thread: its text, code
     blocks left out, cut at 600 characters."""
@@ -198,6 +236,7 @@ class ResponderChat(SimpleChatModel):
     responder: Any
     model: str
     seed: int | None = None
+    temperature: float | None = None  # sent as the request's `temperature`, as a client does
 
     @property
     def _llm_type(self) -> str:
@@ -214,6 +253,7 @@ class ResponderChat(SimpleChatModel):
         body = {
             "model": self.model,
             "seed": kwargs.get("seed", self.seed),
+            "temperature": self.temperature,
             "messages": [
                 {"role": roles.get(m.type, m.type), "content": m.content} for m in messages
             ],
