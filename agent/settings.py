@@ -87,7 +87,7 @@ class Settings(SandboxSettings):
     no_history: bool | None = Field(None, exclude=True, description="old name: not memory")
     no_reference: bool | None = Field(None, exclude=True, description="old name: not reference")
     concrete_advice: bool = Field(
-        True,
+        False,
         description="after a success, show the Improver a menu of layer-level moves and replace "
         "advice that repeats the window or names no layer with the first untried move",
     )

@@ -11,11 +11,12 @@ the training seed (`seed`), so the replicates differ in every random draw. Each 
 of the ablation switches, so a switch left on in `.env` cannot leak into another variant.
 
 Variants: full (the method); no_history / no_memory (no window), no_improver, no_reference,
-no_novelty, no_auto_fix, no_dead_layers, no_concrete_advice, paper_prompts (each takes one part
+no_novelty, no_auto_fix, no_dead_layers, paper_prompts (each takes one part
 away); single_shot (the task alone, no Improver: the baseline) and best_of_k (the same, a repeat
 asked again); diff and auto (the Generator edits the best network with SEARCH/REPLACE blocks);
-repair, resample and repair_resample (two LLM-side fixes per failed iteration); tournament,
-copy_heat and fill_in (the Generator shown another good network than the best, sampled hotter
+repair, resample and repair_resample (two LLM-side fixes per failed iteration); concrete_advice
+(the Improver's advice a layer-level move, never a repeat), tournament, copy_heat and fill_in
+(the Generator shown another good network than the best, sampled hotter
 after it copied, or asked for the feature layers alone). Runs skip the
 final test unless the extra flags ask for it (`-- --final-top-k 1`): the comparison is about the
 searches.
@@ -53,7 +54,6 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no_novelty": ("novelty",),
     "no_auto_fix": ("auto_fix",),
     "no_dead_layers": ("dead_layers",),  # dead layers trained (agent/check/dead_layers.py)
-    "no_concrete_advice": ("concrete_advice",),  # no move menu, advice as the Improver wrote it
     "paper_prompts": ("paper_prompts",),
     # the baseline, plain sampling with the same prompts: no window, no Improver, no fixes
     "single_shot": ("single_shot", "novelty", "auto_fix"),
@@ -70,6 +70,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "repair_resample": (),
     # the full method with one of the switches against a Generator that copies what it is shown
     # (agent/steer/): another parent than the best, hotter after copies, layers only
+    "concrete_advice": ("concrete_advice",),  # the move menu, repeated or vague advice replaced
     "tournament": ("tournament",),
     "copy_heat": ("copy_heat",),
     "fill_in": ("fill_in",),
@@ -92,7 +93,7 @@ SWITCHES = {
     "novelty": True,
     "auto_fix": True,
     "dead_layers": True,
-    "concrete_advice": True,
+    "concrete_advice": False,
     "paper_prompts": False,  # on: --prompt-style paper (the long prompts), off: short
     "tournament": False,  # on: --parent tournament, off: --parent best
     "copy_heat": False,

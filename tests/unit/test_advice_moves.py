@@ -300,7 +300,7 @@ def run_stuck(
 def test_the_loop_replaces_the_repeated_sentence_with_untried_moves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chats = run_stuck(tmp_path, monkeypatch)
+    chats = run_stuck(tmp_path, monkeypatch, concrete_advice=True)
     generator = chats["generator"].prompts
     assert len(generator) == 3 and len(chats["improver"].prompts) == 2
     assert "## Moves for this network" in chats["improver"].prompts[0]
@@ -396,8 +396,8 @@ def test_the_setting_has_a_flag_and_an_ablation_variant() -> None:
     from agent.results.ablate import run_argv
     from agent.run import build_parser
 
-    assert Settings().concrete_advice is True
-    off = build_parser().parse_args(run_argv("x", "no_concrete_advice", 0, 3, []))
+    assert Settings().concrete_advice is False  # until the benchmark measures it
+    on = build_parser().parse_args(run_argv("x", "concrete_advice", 0, 3, []))
     full = build_parser().parse_args(run_argv("x", "full", 0, 3, []))
-    assert off.concrete_advice is False and full.concrete_advice is True
-    assert off.novelty and off.improver and off.memory  # only this part taken away
+    assert on.concrete_advice is True and full.concrete_advice is False
+    assert on.novelty and on.improver and on.memory  # only this switch differs

@@ -141,7 +141,7 @@ def best_widths() -> list[int | None]:
 def test_the_loop_shows_the_drawn_network_and_the_advice_is_about_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ran = run_loop(tmp_path, monkeypatch, parent="tournament")
+    ran = run_loop(tmp_path, monkeypatch, parent="tournament", concrete_advice=True)
     generator = ran["chats"]["generator"].prompts
     improver = ran["chats"]["improver"].prompts
     widths = shown_widths(generator)
