@@ -4,7 +4,10 @@ and `ScriptedBackend`, a backend that runs nothing and leaves what a test script
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
 
 from sandbox.backends.base import Job, Limits, RunOutcome
 from tests.helpers.paths import CANDIDATES
@@ -24,6 +27,31 @@ def limits(timeout_s: float = 90, memory_mb: int = 2048, pids: int = 128) -> Lim
 
 
 LIMITS = limits()
+
+
+# The sandbox backends, the default first: a search runs in one warm container (Docker), unless
+# told to start a container per job or to use the process backend (no engine)
+BACKENDS = ("docker-warm", "docker", "process")
+# A test that is about the program, not the sandbox around it: run on the default backend only
+on_the_default_backend = pytest.mark.parametrize("backend", BACKENDS[:1], indirect=True)
+
+
+def across_backends(classes: Mapping[str, str]) -> list[Any]:
+    """`(case, backend)` parameters for a corpus of cases, each mapped to its attack class: every
+    case on the default backend, and on each other backend the first case of every class.
+
+    The cases of one class reach the sandbox's same line of defence (a loop at import or in
+    forward both meet the wall-time kill), so the other backends need one of each to show that
+    their defence holds; the default backend, which users run, meets the whole corpus."""
+    first = {}
+    for case, kind in classes.items():
+        first.setdefault(kind, case)
+    return [
+        pytest.param(case, backend, id=f"{backend}-{case}")
+        for backend in BACKENDS
+        for case, kind in classes.items()
+        if backend == BACKENDS[0] or first[kind] == case
+    ]
 
 
 def source(name: str) -> str:

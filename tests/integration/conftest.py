@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.sandbox_jobs import BACKENDS
+
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
@@ -122,9 +124,10 @@ def warm_backend(sandbox_image: str) -> Iterator[Any]:
     warm.close()
 
 
-@pytest.fixture(params=["docker", "docker-warm", "process"])
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Any:
-    """Each sandbox backend in turn: Docker per job, the session's warm container, process."""
+    """Each sandbox backend in turn: the session's warm container, Docker per job, process (a
+    test may narrow this with `across_backends` or `on_the_default_backend`)."""
     from sandbox.backends.docker import DockerBackend
     from sandbox.backends.process import ProcessBackend
 

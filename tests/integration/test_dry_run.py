@@ -12,7 +12,7 @@ import pytest
 from sandbox.backends.base import Backend
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
-from tests.helpers.sandbox_jobs import LIMITS, TRAIN, source
+from tests.helpers.sandbox_jobs import LIMITS, TRAIN, on_the_default_backend, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
@@ -31,6 +31,7 @@ def test_a_shape_error_comes_back_traced(backend: Backend, mnist: PreparedDatase
     assert result["val_accuracy"] is None and result["backend"] == backend.name
 
 
+@on_the_default_backend  # the runner's dry-run mode; every backend meets it in the test above
 def test_a_good_net_passes_without_training(backend: Backend, mnist: PreparedDataset) -> None:
     # spins forever once in training mode: only a run that stops before training can pass
     result = dry_run(backend, mnist, "loop_in_forward")
@@ -40,6 +41,7 @@ def test_a_good_net_passes_without_training(backend: Backend, mnist: PreparedDat
     assert result["val_accuracy"] is None and result["train_seconds"] is None
 
 
+@on_the_default_backend
 @pytest.mark.parametrize(
     ("name", "kind", "words"),
     [("import_error", "import", "fancy_layers"), ("wrong_output", "shape", "(2, 7)")],

@@ -24,7 +24,7 @@ from sandbox.backends.base import LOG_TAIL_BYTES, Backend, Limits
 from sandbox.data import PreparedDataset
 from sandbox.evaluate import Evaluator
 from tests.helpers.leftovers import is_sandbox_uid
-from tests.helpers.sandbox_jobs import QUICK, TRAIN, source
+from tests.helpers.sandbox_jobs import QUICK, TRAIN, across_backends, source
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
 
@@ -34,24 +34,28 @@ SLACK_S = 12  # start-up, kill and clean-up on top of a wall-time limit (2-core 
 @dataclass(frozen=True)
 class Case:
     name: str
+    attack: str  # its class: the line of defence it meets (see across_backends)
     kinds: tuple[str, ...]  # acceptable (status "ok" or a failure kind)
     words: str  # in the message
     timeout_s: float = 10
     memory_mb: int = 1024
 
 
-CASES = [
-    Case("loop_in_init", ("timeout",), "wall-time limit"),
-    Case("loop_in_forward", ("timeout",), "wall-time limit"),
-    Case("loop_at_import", ("timeout",), "wall-time limit"),
-    Case("ignore_sigterm", ("timeout",), "wall-time limit"),
-    Case("stray_threads", ("ok",), "trained", timeout_s=60),
-    Case("sys_exit_mid_train", ("runtime",), "sys.exit(0)", timeout_s=60),
-    Case("os_exit_mid_train", ("runtime",), "exited with code 0", timeout_s=60),
-    Case("giant_model", ("oom",), "memory", timeout_s=60),
-    Case("orphan_subprocess", ("ok",), "trained", timeout_s=60),
-    Case("double_fork_daemon", ("ok",), "trained", timeout_s=60),
-]
+CASES = {
+    c.name: c
+    for c in [
+        Case("loop_in_forward", "wall-time kill", ("timeout",), "wall-time limit"),
+        Case("loop_in_init", "wall-time kill", ("timeout",), "wall-time limit"),
+        Case("loop_at_import", "wall-time kill", ("timeout",), "wall-time limit"),
+        Case("ignore_sigterm", "SIGTERM ignored", ("timeout",), "wall-time limit"),
+        Case("double_fork_daemon", "leftover processes", ("ok",), "trained", timeout_s=60),
+        Case("stray_threads", "leftover processes", ("ok",), "trained", timeout_s=60),
+        Case("orphan_subprocess", "leftover processes", ("ok",), "trained", timeout_s=60),
+        Case("os_exit_mid_train", "early exit", ("runtime",), "exited with code 0", timeout_s=60),
+        Case("sys_exit_mid_train", "early exit", ("runtime",), "sys.exit(0)", timeout_s=60),
+        Case("giant_model", "memory limit", ("oom",), "memory", timeout_s=60),
+    ]
+}
 
 
 def run_case(
@@ -142,13 +146,18 @@ class Listener(threading.Thread):
 # --- the corpus ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "backend"),
+    across_backends({name: case.attack for name, case in CASES.items()}),
+    indirect=["backend"],
+)
 def test_hostile_candidate_is_contained(
     backend: Backend,
     mnist: PreparedDataset,
     host_untouched: list[Path],
-    case: Case,
+    name: str,
 ) -> None:
+    case = CASES[name]
     result = run_case(backend, mnist, source(case.name), case.timeout_s, case.memory_mb)
     assert outcome(result) in case.kinds, result
     assert case.words in result["message"], result

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.archive.candidates import RunArchive
-from agent.results.ablate import run_argv, run_id_for
+from agent.flags import parse_setting_flags
+from agent.results.ablate import VARIANTS, run_argv, run_id_for
 from agent.results.quality import NUMBERS, run_quality
 from agent.run import build_parser
-from bench.search_quality import choose_default, collect, table
+from bench.search_quality import DEFAULT_VARIANTS, choose_default, collect, table
 from sandbox.result import new_result
+from tests.helpers.graph import run_to_end_state
 
 
 def record(
@@ -109,3 +112,25 @@ def test_each_benchmark_variant_sets_its_switches(variant: str, off: dict[str, b
     assert args.prompt_style == "short"
     paper = build_parser().parse_args(run_argv("x", "paper_prompts", 0, 3, []))
     assert paper.prompt_style == "paper" and paper.novelty and paper.auto_fix
+
+
+@pytest.mark.parametrize("variant", DEFAULT_VARIANTS)
+def test_every_benchmark_variant_spends_its_budget_of_calls(
+    variant: str, roles: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each variant's own command line, run to a budget of 3 LLM calls on the scripted roles: it
+    spends the budget, and the numbers the benchmark reads agree with the archive. (CI's smoke
+    on the real llama-server, tests/integration/test_search_quality.py, runs three variants.)"""
+    calls = 3
+    argv = run_argv("x", variant, 0, calls, ["--llm-calls", str(calls)])
+    flags = parse_setting_flags(argv[2:])  # past `--run-id x`: the run's id is no setting
+    run_to_end_state(tmp_path, **flags)
+    run = run_quality(tmp_path / "t")
+    assert all(key in run for key in NUMBERS), variant
+    assert run["llm_calls"] >= calls, (variant, run)
+    rows = RunArchive(tmp_path / "t").rows()
+    assert run["iterations"] == len(rows) >= 1
+    asked = len(roles["generator"].prompts) + len(roles["improver"].prompts)
+    assert run["llm_calls"] == asked, (variant, run, asked)  # the archive counts every call made
+    no_improver = {"single_shot", "improver"} & set(VARIANTS[variant])
+    assert (run["improver_calls"] == 0) == bool(no_improver), (variant, run)
