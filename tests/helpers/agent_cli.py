@@ -19,7 +19,13 @@ def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     protocol (no novelty check, no auto-fix, its prompts): these tests' scripted replies count
     on each reply being trained as it is (a repeat is a cache hit, a shape error stays one);
     tests/integration/test_check_step.py runs the check step itself."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NASLOOP_")}
+    # COLUMNS and LINES too: pytest-xdist's workers export 80x24, which rich would believe over
+    # the size of the terminal a test gives the run (tests/integration/test_live_view.py)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("NASLOOP_") and k not in ("COLUMNS", "LINES")
+    }
     env.update(
         NASLOOP_DATASET="mnist5k",
         NASLOOP_DATA_DIR=str(tmp_path / "data"),

@@ -73,6 +73,17 @@ def our_sandbox_processes(client: Any, our_cgroups: list[str]) -> list[int]:
     return found
 
 
+def cgroups_named(names: list[str]) -> list[Path]:
+    """The cgroups under /sys/fs/cgroup with one of these names. Walked with os.walk, which skips
+    a directory that vanishes under it: a concurrent test process removes its own jobs' cgroups
+    while we look (Path.glob would raise)."""
+    wanted = set(names)
+    found = []
+    for parent, dirs, _ in os.walk("/sys/fs/cgroup"):
+        found += [Path(parent, d) for d in dirs if d in wanted]
+    return found
+
+
 def our_job_dirs() -> list[Path]:
     """Job dirs this process made that are still there (the evaluator deletes each in `finally`)."""
     found = Path(tempfile.gettempdir()).glob(f"{JOB_DIR_PREFIX}{os.getpid()}-*")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,7 +85,7 @@ def nothing_left_behind(docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> 
         time.sleep(2)
         procs = leftovers.our_sandbox_processes(docker_client, ours)
     assert procs == [], "a sandbox process was left running"
-    groups = [g for g in Path("/sys/fs/cgroup").glob("**/nasloop-*") if g.name in ours]
+    groups = leftovers.cgroups_named(ours)
     assert groups == [], f"cgroups left behind: {groups}"
     assert leftovers.our_out_mounts() == [], "an out-dir tmpfs was left mounted"
     assert leftovers.our_job_dirs() == [], "a job dir was left behind"

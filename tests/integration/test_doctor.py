@@ -34,7 +34,7 @@ from sandbox.settings import load_settings
 from tests.helpers.agent_cli import fake_model_env, llm_server
 from tests.helpers.paths import ROOT
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group(__name__)]
 
 REPLIES = ROOT / "tests" / "fakes" / "replies" / "mnist5k.json"
 NO_TORCH_IMAGE = "nasloop-doctor-test:no-torch"

@@ -26,7 +26,11 @@ from sandbox.evaluate import Evaluator
 from tests.helpers.leftovers import is_sandbox_uid
 from tests.helpers.sandbox_jobs import QUICK, TRAIN, across_backends, source
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.usefixtures("nothing_left_behind"),
+    pytest.mark.xdist_group(__name__),
+]
 
 SLACK_S = 12  # start-up, kill and clean-up on top of a wall-time limit (2-core machine)
 

@@ -42,7 +42,7 @@ from sandbox.backends.docker import OWNER_LABEL, parse_owner_label
 from tests.helpers.agent_cli import agent_env, agent_run
 from tests.helpers.gguf import write_tiny_gguf
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group(__name__)]
 
 PROMPT = [SystemMessage("You write Python."), HumanMessage("Write a tiny PyTorch CNN.")]
 

@@ -31,6 +31,8 @@ from tests.helpers.agent_cli import agent_env, agent_run
 from tests.helpers.gguf import write_tiny_gguf
 from tests.helpers.paths import ROOT
 
+pytestmark = pytest.mark.xdist_group(__name__)  # its module-scoped hub: one worker
+
 REPO, FILE = "owner/tiny-GGUF", "tiny.gguf"
 
 

@@ -43,11 +43,11 @@ from tests.helpers.agent_cli import (
 from tests.helpers.paths import ROOT
 from tests.helpers.runs import checkpoint_state, wait_and_kill
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group(__name__)]
 ITERATIONS = 11  # one pass over the scripted Generator replies
 SCRIPT = json.loads(MNIST5K_REPLIES.read_text())
 ASKED = ("generator", *CALL_SOURCES)  # attempts whose program came from a Generator call
-KILLS = int(os.environ.get("NASLOOP_TEST_OBSERVE_KILLS", "5"))
+KILLS = int(os.environ.get("NASLOOP_TEST_OBSERVE_KILLS", "3"))  # test_crash_trials kills 6 times
 
 
 def show(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -31,7 +31,7 @@ from tests.helpers.ray_cluster import RayCluster
 from tests.helpers.runs import checkpoint_state
 from tests.helpers.sandbox_jobs import PRECHECKED
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group(__name__)]
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from tests.helpers.agent_cli import fake_model_env
 from tests.helpers.paths import ROOT
 from tests.helpers.results_check import assert_summary_matches, query
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group(__name__)]
 MAX_PARAMS = 50_000  # the recorded nets span 21k to 106k parameters: some fit, some do not
 # replies 0-10: four nets over the limit (one a cache hit), three within, four other failures;
 # the model told the limit leaves out a net it knows is too big on 60% of its asks

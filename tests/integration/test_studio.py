@@ -36,7 +36,7 @@ from tests.fakes import MNIST5K_REPLIES, FakeOpenAIServer, ScriptedResponder
 from tests.helpers import leftovers
 from tests.helpers.paths import ROOT
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group(__name__)]
 SERVER_ITERATIONS = 2  # the server's NASLOOP_ITERATIONS: what a run without a context gets
 STARTUP_S = 90.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

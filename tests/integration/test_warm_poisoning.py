@@ -25,7 +25,11 @@ from sandbox.image import host_mounts
 from tests.helpers.leftovers import sandbox_processes
 from tests.helpers.sandbox_jobs import QUICKER, limits, source
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("nothing_left_behind")]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.usefixtures("nothing_left_behind"),
+    pytest.mark.xdist_group(__name__),
+]
 
 QUICK = {**QUICKER, "seed": 0}  # small and deterministic: same data, same seed
 # A generous wall-time limit: these tests are about what is left, not speed (busy 2-core CI).
