@@ -36,6 +36,12 @@ BACKENDS = ("docker-warm", "docker", "process")
 on_the_default_backend = pytest.mark.parametrize("backend", BACKENDS[:1], indirect=True)
 
 
+# A fork bomb's 64 spinning processes starve the whole machine for their time limit (no CPU cap
+# on a candidate: it owns the GPU box), and a Ray cluster starting meanwhile times out: both are
+# in this pytest-xdist group, which runs its tests one after another on one worker
+MACHINE_WIDE = pytest.mark.xdist_group("machine-wide")
+
+
 def across_backends(classes: Mapping[str, str]) -> list[Any]:
     """`(case, backend)` parameters for a corpus of cases, each mapped to its attack class: every
     case on the default backend, and on each other backend the first case of every class.

@@ -29,9 +29,9 @@ from sandbox.ray_executor import TASK_NAME
 from tests.helpers.agent_cli import agent_run, fake_model_env, llm_server
 from tests.helpers.ray_cluster import RayCluster
 from tests.helpers.runs import checkpoint_state
-from tests.helpers.sandbox_jobs import PRECHECKED
+from tests.helpers.sandbox_jobs import MACHINE_WIDE, PRECHECKED
 
-pytestmark = [pytest.mark.docker, pytest.mark.xdist_group(__name__)]
+pytestmark = [pytest.mark.docker, MACHINE_WIDE]  # never beside a fork bomb (see there)
 
 
 @pytest.fixture(scope="module")
