@@ -49,7 +49,7 @@ def across_backends(classes: Mapping[str, str]) -> list[Any]:
     The cases of one class reach the sandbox's same line of defence (a loop at import or in
     forward both meet the wall-time kill), so the other backends need one of each to show that
     their defence holds; the default backend, which users run, meets the whole corpus."""
-    first = {}
+    first: dict[str, str] = {}
     for case, kind in classes.items():
         first.setdefault(kind, case)
     return [
