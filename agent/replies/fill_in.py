@@ -14,6 +14,11 @@ first), then from its bare text: the arguments of a lone `nn.Sequential(...)` (a
 comma, imports, comments and a common indentation tolerated). Each must be a call (`nn.ReLU()`,
 not `nn.ReLU`); anything else in the block, or more than `MAX_LAYERS`, and the block holds no
 layers. A reply with no layers anywhere reads as it did without fill-in.
+
+A head the model wrote anyway is cut off (`without_head`): told "no nn.Flatten, no nn.Linear",
+the 0.5B coder still ended its layers with `nn.Flatten(), nn.LazyLinear(10)` in 3 of its first 4
+fill-in replies (bench run probe-0.5b), and the skeleton's head then pooled a (B, 10) matrix into
+one row. Everything from the first Flatten or Linear on is the head's job, which the skeleton does.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sandbox.code import defines_net, parse_bounds
 
 HEAD = "nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LazyLinear(num_classes))"
 MAX_LAYERS = 64
+HEAD_LAYERS = ("Flatten", "Linear", "LazyLinear")  # where a written head starts
 MAX_REPLY_CHARS = 100_000
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+.-]*)")
 _CODE_TAGS = {"", "python", "py", "python3", "pytorch", "torch"}
@@ -60,7 +66,19 @@ def read_reply(text: str, base: str | None, mode: str, fill_in: TaskInfo | None)
     layers = reply_layers(text)
     if layers is None:
         return read
+    layers = without_head(layers)
     return Reading(fill_in_module(layers, int(fill_in.get("num_classes") or 10)), None)
+
+
+def without_head(layers: list[str]) -> list[str]:
+    """The layers before the first Flatten or Linear (the skeleton's head pools and classifies);
+    all of them when that would leave none (the dry run then says what is wrong)."""
+    names = [re.match(r"(?:\w+\.)*(\w+)\(", layer) for layer in layers]
+    cut = next(
+        (i for i, m in enumerate(names) if m is not None and m.group(1) in HEAD_LAYERS),
+        len(layers),
+    )
+    return layers[:cut] if cut > 0 else layers
 
 
 def reply_layers(text: str) -> list[str] | None:

@@ -23,7 +23,7 @@ from agent.graph import build_graph
 from agent.prompts.fill_in import SLOT, fill_in_messages
 from agent.prompts.short import short_generator_messages, with_note
 from agent.replies.edits import Reading, code_from_reply
-from agent.replies.fill_in import HEAD, feature_layers, read_reply, reply_layers
+from agent.replies.fill_in import HEAD, feature_layers, read_reply, reply_layers, without_head
 from agent.replies.layers import measure, read_layers
 from agent.settings import Settings
 from agent.state import Candidate, TaskInfo
@@ -280,3 +280,18 @@ def test_the_setting_has_a_flag_and_an_ablation_variant() -> None:
     assert on.parent == "best" and not on.copy_heat and on.novelty  # only this part changed
     assert "fill_in" in DEFAULT_VARIANTS
     assert json.loads(Settings(fill_in=True).model_dump_json())["fill_in"] is True
+
+
+def test_a_head_the_model_wrote_anyway_is_cut_off() -> None:
+    """The 0.5B coder ended its layers with a flatten and a classifier in 3 of its first 4
+    fill-in replies (bench run probe-0.5b); the skeleton's head then pooled a (2, 10) matrix into
+    one row and every one failed as `shape`. From the first Flatten or Linear on, the layers go."""
+    headed = "```python\n" + "".join(f"{layer},\n" for layer in LAYERS)
+    headed += "nn.Flatten(),\nnn.LazyLinear(10),\n```"
+    read = read_reply(headed, None, "full", TASK)
+    assert read.code is not None and feature_layers(read.code) == LAYERS
+    assert without_head(["nn.Flatten()", "nn.Linear(784, 10)"]) == [
+        "nn.Flatten()",
+        "nn.Linear(784, 10)",
+    ]  # nothing before the head: kept, for the dry run to name the problem
+    assert without_head(LAYERS) == LAYERS
