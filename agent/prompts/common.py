@@ -155,6 +155,19 @@ def task_section(task: TaskInfo) -> str:
     return "\n".join(lines)
 
 
+def learned_sections(suggestion: str, window: list[Triple], constraints: str) -> list[str]:
+    """What the loop learned, for the short and the fill-in prompts alike: the change to apply,
+    the K-window, the user's constraints (each only when there is one)."""
+    sections = []
+    if suggestion.strip():
+        sections.append(f"Apply this change: {clip_block(suggestion, TEXT_CHARS)}")
+    if window:
+        sections.append(window_section(window))
+    if constraints.strip():
+        sections.append(f"Constraints: {clip_block(constraints, TEXT_CHARS)}")
+    return sections
+
+
 def window_section(window: list[Triple]) -> str:
     """The recent attempts, oldest first, one line each: problem -> suggestion -> outcome."""
     lines = ["## Recent attempts (oldest first)"]

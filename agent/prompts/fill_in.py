@@ -14,12 +14,10 @@ from __future__ import annotations
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agent.prompts.common import (
-    TEXT_CHARS,
-    clip_block,
+    learned_sections,
     outcome_text,
     same_candidate,
     shape,
-    window_section,
 )
 from agent.replies.fill_in import feature_layers, fill_in_module
 from agent.state import Candidate, TaskInfo, Triple
@@ -78,12 +76,7 @@ def fill_in_messages(
         mine = feature_layers(last.get("code")) if failed else None
         shown = f"\n{layers_block(mine)}" if mine else ""
         sections.append(f"Last attempt: {outcome_text(last.get('result') or {})}{shown}")
-    if suggestion.strip():
-        sections.append(f"Apply this change: {clip_block(suggestion, TEXT_CHARS)}")
-    if window:
-        sections.append(window_section(window))
-    if constraints.strip():
-        sections.append(f"Constraints: {clip_block(constraints, TEXT_CHARS)}")
+    sections += learned_sections(suggestion, window, constraints)
     sections.append(
         "Reply with one ```python block that holds only the layers that go inside "
         f"`nn.Sequential(` above, separated by commas. They take x of shape {bchw} and must "

@@ -14,13 +14,11 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agent.prompts.common import (
     HEAD,
-    TEXT_CHARS,
-    clip_block,
     code_block,
+    learned_sections,
     outcome_text,
     same_candidate,
     shape,
-    window_section,
 )
 from agent.state import Candidate, TaskInfo, Triple
 
@@ -86,12 +84,7 @@ def short_generator_messages(
         code = last.get("code") or ""
         shown = f"\n{code_block(code)}" if code.strip() and not best_code.strip() else ""
         sections.append(f"Last attempt: {outcome_text(last.get('result') or {})}{shown}")
-    if suggestion.strip():
-        sections.append(f"Apply this change: {clip_block(suggestion, TEXT_CHARS)}")
-    if window:
-        sections.append(window_section(window))
-    if constraints.strip():
-        sections.append(f"Constraints: {clip_block(constraints, TEXT_CHARS)}")
+    sections += learned_sections(suggestion, window, constraints)
     sections.append(
         "Reply with one ```python block: the imports, `class Net(nn.Module)` with "
         f"`__init__(self, num_classes={classes})` and `self.head = {HEAD}`, and "
